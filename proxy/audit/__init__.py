@@ -1,0 +1,148 @@
+"""The audit trail: ``open_audit(cfg)`` gives the process's ``AuditSink``.
+
+Addons call ``rt.audit.emit(kind, **fields)`` (never blocks, never raises) or
+``await rt.audit.write(kind, **fields)`` when the caller must not be answered
+before the row is durable (WAL fsynced). A writer thread batches rows into
+ClickHouse (chDB in process by default); see ``writer`` for the no-loss design.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from . import metrics as m
+from .events import Redactor
+from .writer import Writer, redacted_dsn
+
+log = logging.getLogger("airlock.audit")
+
+__all__ = ["AuditSink", "open_audit", "DEFAULTS"]
+
+DEFAULTS: dict[str, Any] = {"batch_size": 5000, "flush_seconds": 1.0, "queue_size": 100_000,
+                            "preview_chars": 512, "fail_closed": True}
+
+
+class AuditSink:
+    """Where every audit event goes. Thread-safe; ``emit`` costs one append to a deque."""
+
+    def __init__(self, dsn: str, wal_dir: str | Path, *, batch_size: int = 5000, flush_seconds: float = 1.0,
+                 queue_size: int = 100_000, preview_chars: int = 512, fail_closed: bool = True,
+                 secrets: list[str] | None = None):
+        self.dsn = dsn
+        self.wal_dir = Path(wal_dir)
+        self.redactor = Redactor(secrets, preview_chars)
+        self.fail_closed = fail_closed
+        self.writer = Writer(dsn, self.wal_dir, self.redactor, batch_size=batch_size,
+                             flush_seconds=flush_seconds, queue_size=queue_size, fail_closed=fail_closed)
+        self._started = False
+        self._closed = False
+
+    # -- producing --------------------------------------------------------------------
+    def emit(self, kind: str, **fields: Any) -> None:
+        """Queue an event. Never blocks, never raises (a full queue is counted as dropped)."""
+        try:
+            self.writer.put(kind, fields)
+        except Exception:  # noqa: BLE001 - auditing must never break the caller
+            m.ROWS_DROPPED.labels("error").inc()
+            log.exception("audit: emit(%r) failed", kind)
+
+    async def write(self, kind: str, **fields: Any) -> bool:
+        """Queue an event and wait until it is fsynced to the WAL. False if it could not be."""
+        try:
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            if not self.writer.put(kind, fields, (loop, fut)):
+                return False
+            return await fut
+        except Exception:  # noqa: BLE001
+            m.ROWS_DROPPED.labels("error").inc()
+            log.exception("audit: write(%r) failed", kind)
+            return False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Apply migrations, replay the WAL, start the writer thread (ClickHouse may be down)."""
+        if self._started:
+            return
+        self._started = True
+        await asyncio.to_thread(self.writer.start)
+        if self.writer.backlog:
+            log.error("audit: ClickHouse %s not reachable at start (%s); rows go to the WAL in %s until it is",
+                      redacted_dsn(self.dsn), self.writer.last_error, self.wal_dir)
+        self.emit("audit_start", reason=f"writer stream {self.writer.chain.stream}", pid=os.getpid())
+
+    async def close(self) -> None:
+        """Flush everything queued (to ClickHouse, or to the WAL if it is down) and stop."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:
+            await asyncio.to_thread(self.writer.start)
+        await asyncio.to_thread(self.writer.stop)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Block until everything emitted so far is in ClickHouse (not for the event loop)."""
+        return self.writer.wait_idle(timeout)
+
+    # -- reading -------------------------------------------------------------------------
+    def query(self, sql: str, params: dict | None = None, readonly: bool = True) -> list[dict]:
+        """Run a query (read-only unless told otherwise) and return rows as dicts. Blocking."""
+        w = self.writer
+        settings = {"readonly": 2} if readonly else None
+        with w.client_lock:
+            res = w.client().query(sql, parameters=params or None, settings=settings)
+        cols = res.column_names
+        return [dict(zip(cols, row)) for row in res.result_rows]
+
+    def raw(self, sql: str, params: dict | None = None, fmt: str = "JSONEachRow") -> bytes:
+        """A read-only query's result in a ClickHouse output format (JSONEachRow, CSVWithNames, Parquet)."""
+        w = self.writer
+        with w.client_lock:
+            return w.client().raw_query(sql, parameters=params or None, settings={"readonly": 2}, fmt=fmt)
+
+    # -- health ---------------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        """False while events cannot be made durable and fail_closed is set: refuse governed calls."""
+        return self.writer.accepting
+
+    def healthy(self) -> bool:
+        return self.writer.alive() and self.writer.accepting
+
+    def stats(self) -> dict[str, Any]:
+        w = self.writer
+        return {"dsn": redacted_dsn(self.dsn), "stream": w.chain.stream, "seq": w.chain.seq,
+                "queue_depth": w.depth(), "backlog": w.backlog, "accepting": w.accepting,
+                "wal_dir": str(self.wal_dir), "wal_bytes": w.wal.size_bytes(), "last_error": w.last_error,
+                "writer_alive": w.alive()}
+
+
+def _secrets(cfg: Any) -> list[str]:
+    """Secret values this process knows (provider keys, MCP header values, admin token)."""
+    out: list[str] = []
+    for p in getattr(cfg, "providers", {}).values():
+        k = p.api_key()
+        if k:
+            out.append(k)
+    for s in getattr(cfg, "mcp_servers", {}).values():
+        for v in (s.headers or {}).values():
+            out.append(v.split(" ", 1)[1] if v.lower().startswith(("bearer ", "basic ")) else v)
+    tok = cfg.admin_token() if hasattr(cfg, "admin_token") else None
+    if tok:
+        out.append(tok)
+    return [s for s in out if s and len(s) >= 8]
+
+
+def open_audit(cfg: Any) -> AuditSink:
+    """The sink for ``cfg.clickhouse_dsn()`` with its WAL under ``<data_dir>/wal``."""
+    opts = dict(DEFAULTS)
+    opts.update({k: v for k, v in (cfg.extra.get("audit") or {}).items() if k in DEFAULTS and v is not None})
+    raw_wal = (cfg.extra.get("audit") or {}).get("wal_dir")
+    wal_dir = cfg.path(raw_wal) if raw_wal else cfg.path(cfg.data_dir) / "wal"
+    return AuditSink(cfg.clickhouse_dsn(), wal_dir, batch_size=int(opts["batch_size"]),
+                     flush_seconds=float(opts["flush_seconds"]), queue_size=int(opts["queue_size"]),
+                     preview_chars=int(opts["preview_chars"]), fail_closed=bool(opts["fail_closed"]),
+                     secrets=_secrets(cfg))

@@ -1,0 +1,317 @@
+"""The audit writer: bounded queue -> WAL (fsync per batch) -> batched ClickHouse inserts.
+
+One thread owns the WAL, the hash chain and the insert client, so the event loop
+never waits on disk or network. Its loop:
+
+1. take every queued event, build + redact + chain the rows, append them to the
+   WAL and fsync: the rows now count as written, waiters are told;
+2. when ``batch_size`` rows are pending or ``flush_seconds`` passed, insert them;
+   after a successful insert the WAL segments are deleted;
+3. if ClickHouse fails, switch to *backlog*: rows only go to the WAL; every retry
+   (backoff up to 30 s) replays the segments in order, skipping rows ClickHouse
+   already has (``stream``, ``seq``), so a crash between insert and delete never
+   duplicates a row.
+
+If the WAL cannot be written (disk full) rows are kept in memory and written
+first on the next round; meanwhile ``accepting`` is False so the audit addon can
+refuse governed calls (fail closed).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from . import metrics as m
+from .chain import Chain
+from .events import COLUMNS, Redactor, build_row
+from .migrate import migrate
+from .wal import Wal, WalError
+
+log = logging.getLogger("airlock.audit")
+
+MAX_UNSAVED = 200_000          # rows kept in memory while the WAL cannot be written
+RETRY_MAX_SECONDS = 30.0
+
+
+def connect(dsn: str) -> Any:
+    import clickhouse_connect
+    if dsn.startswith("chdb://"):
+        return clickhouse_connect.get_client(dsn=dsn)
+    return clickhouse_connect.get_client(dsn=dsn, connect_timeout=3, send_receive_timeout=30,
+                                         query_retries=0, autogenerate_session_id=False)
+
+
+def redacted_dsn(dsn: str) -> str:
+    """The DSN without its password, for logs."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return dsn
+
+
+class Writer:
+    def __init__(self, dsn: str, wal_dir: Path, redactor: Redactor, batch_size: int = 5000,
+                 flush_seconds: float = 1.0, queue_size: int = 100_000, fail_closed: bool = True):
+        self.dsn = dsn
+        self.redactor = redactor
+        self.batch_size = max(1, int(batch_size))
+        self.flush_seconds = max(0.01, float(flush_seconds))
+        self.queue_size = max(1, int(queue_size))
+        self.fail_closed = fail_closed
+        self.chain = Chain()
+        self.wal = Wal(wal_dir, self.chain.stream)
+        self._q: deque = deque()
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self.backlog = True            # replay the WAL before inserting new rows (start-up included)
+        self.accepting = True
+        self.last_error: str | None = None
+        self._unsaved: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
+        self._next_retry = 0.0
+        self._retry_delay = 0.5
+        self._idle = threading.Event()     # set when queue and pending are empty and nothing is in backlog
+        self._dropped_logged = 0.0
+
+    # -- producer side (any thread) -----------------------------------------------------
+    def put(self, kind: str, fields: dict[str, Any], waiter: tuple | None = None) -> bool:
+        ts = time.time()
+        with self._cv:
+            if len(self._q) >= self.queue_size or self._stopping:
+                reason = "stopped" if self._stopping else "queue_full"
+            else:
+                self._q.append((kind, fields, ts, waiter))
+                self._idle.clear()
+                if len(self._q) == 1:
+                    self._cv.notify()
+                return True
+        m.ROWS_DROPPED.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._dropped_logged > 5:
+            self._dropped_logged = now
+            log.error("audit: event %r dropped (%s; queue size %d): raise audit.queue_size or check the "
+                      "writer (see airlock_audit_rows_dropped_total)", kind, reason, self.queue_size)
+        return False
+
+    def depth(self) -> int:
+        return len(self._q)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect, migrate and replay the WAL (best effort), then start the thread."""
+        self._try_recover()
+        if not self.backlog:
+            self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="airlock-audit-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._client_lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection
+                    pass
+                self._client = None
+        self.wal.close()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until everything queued so far is in ClickHouse (tests, close)."""
+        return self._idle.wait(timeout)
+
+    # -- queries (any thread) ------------------------------------------------------------
+    def client(self) -> Any:
+        """The shared client (connected on demand). Callers hold ``client_lock`` while using it."""
+        if self._client is None:
+            c = connect(self.dsn)
+            migrate(c)
+            self._client = c
+        return self._client
+
+    @property
+    def client_lock(self) -> threading.Lock:
+        return self._client_lock
+
+    # -- the writer thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        next_flush = time.monotonic() + self.flush_seconds
+        while True:
+            with self._cv:
+                if not self._q and not self._stopping:
+                    wait = next_flush - time.monotonic() if self._pending else None
+                    if self.backlog:
+                        wait = max(0.05, min(wait if wait is not None else 1e9, self._next_retry - time.monotonic()))
+                    self._cv.wait(None if wait is None else max(0.0, wait))
+                items = list(self._q)
+                self._q.clear()
+                stopping = self._stopping
+            m.QUEUE_DEPTH.set(len(self._q))
+            try:
+                if items or self._unsaved:
+                    self._persist(items)
+                now = time.monotonic()
+                if self._pending and (len(self._pending) >= self.batch_size or now >= next_flush or stopping):
+                    self._flush()
+                    next_flush = time.monotonic() + self.flush_seconds
+                elif not self._pending:
+                    next_flush = now + self.flush_seconds
+                if self.backlog and (stopping or time.monotonic() >= self._next_retry):
+                    self._try_recover()
+            except Exception:  # noqa: BLE001 - the writer thread must never die
+                log.exception("audit: writer loop error (rows stay in the WAL)")
+            with self._cv:
+                if not self._q and not self._pending and not self.backlog and not self._unsaved:
+                    self._idle.set()
+            if stopping and not self._q:
+                return
+
+    def _persist(self, items: list) -> None:
+        rows = self._unsaved
+        self._unsaved = []
+        waiters: dict[Any, list] = {}
+        for kind, fields, ts, waiter in items:
+            try:
+                row = build_row(kind, fields, self.redactor, ts)
+            except Exception as e:  # noqa: BLE001 - odd input must not lose the event
+                row = build_row("error", {"reason": f"unbuildable audit event {kind!r}: {type(e).__name__}"},
+                                self.redactor, ts)
+            rows.append(self.chain.link(row))
+            if waiter is not None:
+                waiters.setdefault(waiter[0], []).append(waiter[1])
+        ok = True
+        try:
+            if rows:
+                self.wal.append(rows)
+            m.ROWS_DURABLE.inc(len(rows))
+            if not self.accepting:
+                log.warning("audit: WAL writable again; accepting governed calls")
+            self.accepting = True
+        except WalError as e:
+            ok = False
+            m.WAL_ERRORS.inc()
+            self.last_error = str(e)
+            self.accepting = not self.fail_closed
+            log.error("audit: %s; %d rows held in memory%s", e, len(rows),
+                      "; refusing governed calls (audit.fail_closed)" if self.fail_closed else "")
+            keep = rows[-MAX_UNSAVED:]
+            if len(rows) > len(keep):
+                m.ROWS_DROPPED.labels("wal_unwritable").inc(len(rows) - len(keep))
+                log.error("audit: %d rows dropped: WAL unwritable and memory buffer full",
+                          len(rows) - len(keep))
+            self._unsaved = keep
+        if ok and not self.backlog:
+            self._pending.extend(rows)
+        for loop, futs in waiters.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, futs, ok)
+            except RuntimeError:   # the loop is closed: nobody is waiting any more
+                pass
+        m.WAL_BYTES.set(self.wal.current_size if not self.backlog else self.wal.size_bytes())
+
+    def _insert(self, client: Any, rows: list[dict[str, Any]]) -> None:
+        for i in range(0, len(rows), max(self.batch_size, 1000)):
+            chunk = rows[i:i + max(self.batch_size, 1000)]
+            with self._client_lock:
+                client.insert("events", [[r[c] for c in COLUMNS] for r in chunk], column_names=COLUMNS)
+            m.BATCH_ROWS.observe(len(chunk))
+            m.ROWS_WRITTEN.inc(len(chunk))
+
+    def _flush(self) -> None:
+        rows, self._pending = self._pending, []
+        try:
+            with self._client_lock:
+                client = self.client()
+            self._insert(client, rows)
+        except Exception as e:  # noqa: BLE001 - any driver/network error: keep rows in the WAL
+            self._enter_backlog(e)
+            return
+        for p in self.wal.segments():
+            self.wal.remove(p)
+        m.WAL_BYTES.set(0)
+        m.WAL_SEGMENTS.set(0)
+
+    def _enter_backlog(self, e: BaseException) -> None:
+        m.INSERT_ERRORS.inc()
+        self.last_error = f"{type(e).__name__}: {e}"
+        if not self.backlog:
+            log.error("audit: ClickHouse %s unreachable (%s); rows accumulate in the WAL and are replayed "
+                      "when it returns", redacted_dsn(self.dsn), str(e).splitlines()[0][:200])
+        self.backlog = True
+        m.BACKLOG.set(1)
+        self._pending = []
+        with self._client_lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                self._client = None
+        self._next_retry = time.monotonic() + self._retry_delay
+        self._retry_delay = min(RETRY_MAX_SECONDS, self._retry_delay * 2)
+
+    def _try_recover(self) -> None:
+        """Replay every WAL segment (oldest first) into ClickHouse; leave backlog on success."""
+        try:
+            with self._client_lock:
+                client = self.client()
+            self.wal.seal()
+            segments = self.wal.segments()
+            for seg in segments:
+                rows = list(Wal.read(seg))
+                fresh = self._not_in_clickhouse(client, rows)
+                if fresh:
+                    self._insert(client, fresh)
+                    m.ROWS_REPLAYED.inc(len(fresh))
+                if len(fresh) < len(rows):
+                    m.ROWS_DEDUPED.inc(len(rows) - len(fresh))
+                self.wal.remove(seg)
+            if segments:
+                log.info("audit: replayed %d WAL segment(s) into ClickHouse", len(segments))
+        except Exception as e:  # noqa: BLE001
+            self._enter_backlog(e)
+            m.WAL_SEGMENTS.set(len(self.wal.segments()))
+            return
+        if self.backlog and self.last_error:
+            log.warning("audit: ClickHouse reachable again; WAL backlog replayed")
+        self.backlog = False
+        self._retry_delay = 0.5
+        m.BACKLOG.set(0)
+        m.WAL_BYTES.set(0)
+        m.WAL_SEGMENTS.set(0)
+
+    def _not_in_clickhouse(self, client: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        by_stream: dict[str, list[int]] = {}
+        for r in rows:
+            by_stream.setdefault(r["stream"], []).append(r["seq"])
+        have: set[tuple[str, int]] = set()
+        for stream, seqs in by_stream.items():
+            with self._client_lock:
+                res = client.query("SELECT seq FROM events WHERE stream = {s:String} AND seq BETWEEN {a:UInt64} "
+                                   "AND {b:UInt64}", parameters={"s": stream, "a": min(seqs), "b": max(seqs)})
+            have.update((stream, int(x[0])) for x in res.result_rows)
+        if not have:
+            return rows
+        return [r for r in rows if (r["stream"], r["seq"]) not in have]
+
+
+def _resolve(futs: list[asyncio.Future], ok: bool) -> None:
+    for f in futs:
+        if not f.done():
+            f.set_result(ok)
