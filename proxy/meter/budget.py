@@ -1,0 +1,282 @@
+"""Budgets and rate limits over the shared Store.
+
+Admission reserves, settlement corrects. Every hard limit is enforced with the
+store's atomic ``reserve`` (a Lua script in Redis), so several replicas
+reserving at once can never pass a limit together. A call matched by several
+limits reserves them one after the other and rolls back what it took if a later
+one refuses: no overspend, at worst a brief false refusal under contention.
+
+Keys::
+
+    budget:<name>:<scope-value>:<bucket>:usd|tokens    spend in the period bucket
+    rl:<id>:<scope-value>:<minute>:req|tok             per-minute counters
+
+The output allowance of a call is what its reservation leaves for output
+tokens; the metering addon ends the stream when the output reaches it, so the
+spend of a call never passes what it reserved.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .prices import Rates
+
+SCOPES = ("account", "flow", "subject", "agent", "key")
+_PERIOD_TTL = {"hour": 2 * 3600, "day": 2 * 86400, "month": 33 * 86400, "total": None}
+EPS = 1e-9
+
+
+def scope_value(identity, scope: str) -> str | None:
+    if identity is None:
+        return None
+    if scope == "key":
+        return getattr(identity, "token_id", None)
+    return getattr(identity, scope, None)
+
+
+def matches(match: dict | None, identity, model: str | None = None) -> bool:
+    """True when every key of ``match`` fits the caller (values are globs or lists of globs)."""
+    if not match:
+        return True
+    for k, want in match.items():
+        have = model if k == "model" else scope_value(identity, k)
+        if have is None:
+            return False
+        pats = want if isinstance(want, (list, tuple)) else (want,)
+        if not any(fnmatch.fnmatchcase(str(have), str(p)) for p in pats):
+            return False
+    return True
+
+
+def bucket(period: str, now: float | None = None) -> str:
+    t = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+    if period == "hour":
+        return t.strftime("%Y%m%d%H")
+    if period == "day":
+        return t.strftime("%Y%m%d")
+    if period == "month":
+        return t.strftime("%Y%m")
+    return "total"
+
+
+@dataclass(slots=True)
+class Hold:
+    key: str
+    amount: float
+    unit: str               # "usd" | "tokens" | "req" | "tok"
+    name: str               # budget name or rate-limit id
+    scope: str
+    value: str
+    limit: float | None
+    hard: bool
+    ttl: float | None = None
+
+
+@dataclass(slots=True)
+class Admission:
+    ok: bool = True
+    status: int = 200
+    code: str | None = None
+    message: str = ""
+    retry_after: int | None = None
+    rule: str | None = None
+    holds: list[Hold] = field(default_factory=list)
+    soft: list[Hold] = field(default_factory=list)
+    output_allowance: int | None = None    # output tokens before the stream is cut; None = no cut
+    reserved_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class Request:
+    identity: object
+    model: str
+    input_tokens: int
+    output_cap: int
+    rates: Rates | None
+    min_output: int = 16
+    now: float | None = None
+
+
+class Ledger:
+    def __init__(self, store) -> None:
+        self.store = store
+
+    # -- admission -------------------------------------------------------------------------
+    async def admit(self, engine, req: Request) -> Admission:
+        adm = Admission()
+        now = req.now if req.now is not None else time.time()
+        try:
+            if not await self._rate_limits(engine, req, adm, now):
+                await self.release(adm)
+                return adm
+            if not await self._budgets(engine, req, adm, now):
+                await self.release(adm)
+                return adm
+        except BaseException:
+            await self.release(adm)
+            raise
+        return adm
+
+    async def _rate_limits(self, engine, req: Request, adm: Admission, now: float) -> bool:
+        minute = int(now // 60)
+        retry = max(1, math.ceil(60 - now % 60))
+        for rl in getattr(engine, "rate_limits", ()) or ():
+            if not matches(rl.match, req.identity, req.model):
+                continue
+            value = scope_value(req.identity, rl.scope)
+            if value is None:
+                continue
+            base = f"rl:{rl.id}:{value}:{minute}"
+            for unit, limit, amount in (("req", rl.requests_per_minute, 1),
+                                        ("tok", rl.tokens_per_minute, req.input_tokens + req.output_cap)):
+                if limit is None:
+                    continue
+                ok, current = await self.store.reserve(f"{base}:{unit}", amount, float(limit), ttl=120)
+                if not ok:
+                    what = "requests" if unit == "req" else "tokens"
+                    adm.ok, adm.status, adm.code, adm.rule, adm.retry_after = False, 429, "rate_limited", rl.id, retry
+                    adm.message = (f"rate limit {rl.id!r} ({limit} {what} per minute per {rl.scope} "
+                                   f"{value!r}) reached; retry after {retry}s")
+                    if unit == "tok" and amount > limit:
+                        adm.message = (f"rate limit {rl.id!r}: this call needs about {amount} tokens, more than "
+                                       f"the {limit} tokens per minute allowed; lower max_tokens or the prompt")
+                    return False
+                adm.holds.append(Hold(f"{base}:{unit}", amount, unit, rl.id, rl.scope, value, float(limit), True))
+        return True
+
+    async def _budgets(self, engine, req: Request, adm: Admission, now: float) -> bool:
+        r = req.rates
+        in_cost = out_rate = 0.0
+        if r is not None:
+            in_cost = req.input_tokens * r.input
+            out_rate = r.output
+        allowance: float | None = None
+        for b in getattr(engine, "budgets", ()) or ():
+            if not matches(b.match, req.identity, req.model):
+                continue
+            value = scope_value(req.identity, b.scope)
+            if value is None:
+                continue
+            base = f"budget:{b.name}:{value}:{bucket(b.period, now)}"
+            ttl = _PERIOD_TTL.get(b.period)
+            units = []
+            if b.limit_usd is not None:
+                if r is None:
+                    if b.hard:
+                        adm.ok, adm.status, adm.code, adm.rule = False, 403, "model_unpriced", b.name
+                        adm.message = (f"model {req.model!r} has no known price and budget {b.name!r} has a hard "
+                                       f"USD limit; add the model under `prices:` in the policy")
+                        return False
+                else:
+                    units.append(("usd", float(b.limit_usd), in_cost + req.output_cap * out_rate,
+                                  in_cost + req.min_output * out_rate, in_cost, out_rate))
+            if b.limit_tokens is not None:
+                units.append(("tokens", float(b.limit_tokens), float(req.input_tokens + req.output_cap),
+                              float(req.input_tokens + req.min_output), float(req.input_tokens), 1.0))
+            for unit, limit, amount, minimum, fixed, per_out in units:
+                key = f"{base}:{unit}"
+                if not b.hard:
+                    adm.soft.append(Hold(key, 0.0, unit, b.name, b.scope, value, limit, False, ttl))
+                    continue
+                ok, current = await self.store.reserve(key, amount, limit, ttl=ttl)
+                got = amount
+                if not ok:
+                    remaining = (limit - current) * (1 - EPS)
+                    if remaining >= minimum:
+                        ok, current = await self.store.reserve(key, remaining, limit, ttl=ttl)
+                        got = remaining
+                if not ok:
+                    adm.ok, adm.status, adm.code, adm.rule = False, 429, "budget_exceeded", b.name
+                    shown = f"${limit:.4f}" if unit == "usd" else f"{int(limit)} tokens"
+                    spent = f"${current:.4f}" if unit == "usd" else f"{int(current)} tokens"
+                    adm.message = (f"budget {b.name!r} ({shown} per {b.period} for {b.scope} {value!r}) "
+                                   f"would be exceeded: {spent} spent or reserved; this call needs "
+                                   + (f"${minimum:.6f}" if unit == "usd" else f"{int(minimum)} tokens") + " at least")
+                    if b.period != "total":
+                        adm.retry_after = _seconds_to_next(b.period, now)
+                    return False
+                adm.holds.append(Hold(key, got, unit, b.name, b.scope, value, limit, True))
+                if unit == "usd":
+                    adm.reserved_usd += got
+                if per_out > 0:     # what the reservation leaves for output caps the stream
+                    cap = (got - fixed) / per_out
+                    allowance = cap if allowance is None else min(allowance, cap)
+        if allowance is not None:
+            adm.output_allowance = max(0, int(allowance))
+        return True
+
+    # -- settle ------------------------------------------------------------------------------
+    async def settle(self, adm: Admission, usage_tokens: int, cost_usd: float | None,
+                     output_tokens: int = 0) -> list[Hold]:
+        """Correct every reservation to the real spend; returns soft budgets now over their limit."""
+        over: list[Hold] = []
+        for h in adm.holds:
+            if h.unit == "usd":
+                actual = cost_usd if cost_usd is not None else h.amount
+            elif h.unit in ("tokens", "tok"):
+                actual = float(usage_tokens)
+            else:
+                continue        # request counters stay as they are
+            delta = actual - h.amount
+            if abs(delta) > 1e-15:
+                await self.store.incr(h.key, delta)
+            h.amount = actual
+        for h in adm.soft:
+            actual = cost_usd if h.unit == "usd" else float(usage_tokens)
+            if not actual:
+                continue
+            total = await self.store.incr(h.key, actual, ttl=h.ttl)
+            if h.limit is not None and total > h.limit and total - actual <= h.limit:
+                over.append(h)
+        return over
+
+    async def release(self, adm: Admission) -> None:
+        """Give back everything reserved (a refused or failed call)."""
+        holds, adm.holds = adm.holds, []
+        for h in holds:
+            if h.amount:
+                await self.store.incr(h.key, -h.amount)
+
+    # -- reporting ---------------------------------------------------------------------------
+    async def snapshot(self, engine=None) -> list[dict]:
+        """Current spend of every budget counter in the store (for the admin API)."""
+        limits = {}
+        for b in getattr(engine, "budgets", ()) or ():
+            limits[b.name] = b
+        rows = []
+        for key in sorted(await self.store.scan("budget:")):
+            parts = key.split(":")
+            if len(parts) < 5:
+                continue
+            name, value, bkt, unit = parts[1], ":".join(parts[2:-2]), parts[-2], parts[-1]
+            raw = await self.store.get(key)
+            try:
+                spent = float(raw) if raw is not None else 0.0
+            except ValueError:
+                continue
+            b = limits.get(name)
+            limit = None
+            if b is not None:
+                limit = b.limit_usd if unit == "usd" else b.limit_tokens
+            rows.append({"budget": name, "scope": b.scope if b else None, "scope_value": value,
+                         "period": b.period if b else None, "bucket": bkt, "unit": unit,
+                         "spent": round(spent, 9) if unit == "usd" else int(round(spent)),
+                         "limit": limit, "hard": b.hard if b else None,
+                         "remaining": (max(0.0, limit - spent) if limit is not None else None)})
+        return rows
+
+
+def _seconds_to_next(period: str, now: float) -> int:
+    t = datetime.fromtimestamp(now, UTC)
+    if period == "hour":
+        nxt = t.replace(minute=0, second=0, microsecond=0).timestamp() + 3600
+    elif period == "day":
+        nxt = t.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() + 86400
+    else:
+        y, m = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
+        nxt = datetime(y, m, 1, tzinfo=UTC).timestamp()
+    return max(1, math.ceil(nxt - now))
