@@ -1,0 +1,130 @@
+"""Identity: who is calling, and credential custody.
+
+Takes the gateway token from ``Authorization: Bearer``, ``x-api-key`` or the
+proxy credentials (``Proxy-Authorization`` on the CONNECT of explicit-proxy
+mode), verifies it, records the Identity, removes every token header and
+injects the provider's real key (or the MCP server's configured headers).
+A bad token gets 401 in the caller's shape; failures here deny, never forward.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import weakref
+
+from mitmproxy import connection, http
+
+from proxy import errors, flowmeta
+from proxy.identity import Keys, TokenError
+from proxy.metrics import REFUSED
+from proxy.runtime import Runtime
+
+log = logging.getLogger(__name__)
+SESSION_HEADERS = ("x-airlock-session", "mcp-session-id", "x-session-id", "x-claude-code-session-id",
+                   "x-codex-session-id")
+
+
+def proxy_credential(value: str) -> str | None:
+    """The token from a Proxy-Authorization value (Basic user:token, or Bearer token)."""
+    scheme, _, cred = value.partition(" ")
+    if scheme.lower() == "bearer":
+        return cred.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(cred.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or user or None
+    return None
+
+
+class Identity:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.keys: Keys = rt.services.setdefault("keys", Keys(rt.store))
+        self.connect_tokens: weakref.WeakKeyDictionary[connection.Client, str] = weakref.WeakKeyDictionary()
+        self.provider_keys = {name: p for name, p in rt.config.providers.items()}
+        self.mcp_headers = {name: s.headers for name, s in rt.config.mcp_servers.items()}
+        self._warned: set[str] = set()
+
+    def running(self) -> None:
+        self.keys.listen()
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        value = flow.request.headers.get("proxy-authorization")
+        if value and (token := proxy_credential(value)):
+            self.connect_tokens[flow.client_conn] = token
+            del flow.request.headers["proxy-authorization"]
+
+    def _token(self, flow: http.HTTPFlow) -> str | None:
+        h = flow.request.headers
+        value = h.get("proxy-authorization")
+        if value and (tok := proxy_credential(value)):
+            return tok
+        if tok := self.connect_tokens.get(flow.client_conn):
+            return tok
+        auth = h.get("authorization", "")
+        if auth[:7].lower() == "bearer " and auth[7:].strip().startswith("alk_"):
+            return auth[7:].strip()
+        key = h.get("x-api-key")
+        if key and key.startswith("alk_"):
+            return key
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
+        return key
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        route = flowmeta.route(flow)
+        if route is None or flow.response is not None:
+            return
+        try:
+            session = None
+            for name in SESSION_HEADERS:
+                if v := flow.request.headers.get(name):
+                    session = v[:200]
+                    break
+            ident = await self.keys.verify(self._token(flow), session)
+            sessions = self.rt.services.get("sessions")
+            if sessions is not None and ident.session and await sessions.is_ended(ident.session):
+                raise TokenError(f"session {ident.session} was ended by an administrator")
+        except TokenError as e:
+            self._refuse(flow, route.kind, 401, str(e), "invalid_token")
+            return
+        except Exception as e:          # store down, bug: deny, never forward
+            log.exception("identity check failed")
+            self._refuse(flow, route.kind, 503, f"Airlock could not check the token: {type(e).__name__}",
+                         "identity_unavailable")
+            return
+        flow.metadata[flowmeta.IDENTITY] = ident
+        self._custody(flow, route)
+
+    def _refuse(self, flow: http.HTTPFlow, kind: str, status: int, message: str, code: str) -> None:
+        REFUSED.labels(code).inc()
+        flow.metadata[flowmeta.OUTCOME] = code
+        rpc_id = None
+        flow.response = errors.response(kind, status, message, code, rpc_id=rpc_id,
+                                        headers={"www-authenticate": 'Bearer realm="airlock"'}
+                                        if status == 401 else None)
+
+    def _custody(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
+        h = flow.request.headers
+        for name in ("authorization", "x-api-key", "proxy-authorization"):
+            if name in h:
+                del h[name]
+        if route.kind == "mcp":
+            for k, v in self.mcp_headers.get(route.name, {}).items():
+                h[k] = v
+            return
+        provider = self.provider_keys.get(route.name)
+        key = provider.api_key() if provider else None
+        if not key:
+            if route.name not in self._warned:
+                self._warned.add(route.name)
+                log.warning("provider %s: no API key in $%s; forwarding without one", route.name,
+                            provider.api_key_env if provider else "?")
+            return
+        if route.kind == "anthropic":
+            h["x-api-key"] = key
+        else:
+            h["authorization"] = f"Bearer {key}"

@@ -1,0 +1,252 @@
+"""``airlock run``: the mitmproxy Master on uvloop with Airlock's addon chain.
+
+Three listeners at once (gateway = reverse, proxy = explicit HTTPS proxy,
+admin = aiohttp), plus the transparent sidecar listener when asked. SIGTERM /
+SIGINT: stop accepting, let in-flight requests and streams finish (bounded by
+``limits.drain_seconds``), flush the audit queue, exit 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mitmproxy import options
+from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
+from mitmproxy.master import Master
+
+from . import mitm_patches
+from .config import Config, split_hostport
+from .runtime import Runtime
+from .store import open_store
+
+log = logging.getLogger("airlock")
+
+# The addon chain, in order. A module that does not exist (yet) is skipped.
+ADDON_CHAIN = ["routing", "identity", "mcp", "approvals", "gateway", "metering", "streaming", "audit", "metrics"]
+# Placeholder reverse target: the routing addon always re-points gateway flows, so this is never contacted.
+_REVERSE_PLACEHOLDER = "http://127.0.0.1:9"
+
+
+class NullAudit:
+    """Used only when the audit package is missing: counts what it cannot keep."""
+
+    def __init__(self):
+        self.dropped = 0
+
+    def emit(self, kind, **fields):
+        self.dropped += 1
+
+    async def start(self):
+        log.warning("no audit writer available: audit events are counted and dropped")
+
+    async def close(self):
+        pass
+
+    def query(self, sql, params=None):
+        return []
+
+    def healthy(self):
+        return False
+
+
+def _optional(module: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module or module.startswith(str(e.name) + "."):
+            return None
+        raise
+
+
+def build_runtime(cfg: Config) -> Runtime:
+    data = cfg.path(cfg.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    store = open_store(cfg.redis, persist_path=data / "store.json")
+    audit_mod = _optional("proxy.audit")
+    audit = audit_mod.open_audit(cfg) if audit_mod and hasattr(audit_mod, "open_audit") else NullAudit()
+    rt = Runtime(config=cfg, store=store, audit=audit)
+    policy_mod = _optional("proxy.policy")
+    if policy_mod is not None and hasattr(policy_mod, "PolicyHolder"):
+        paths = [str(cfg.path(p)) for p in cfg.policies]
+        rt.policy = policy_mod.PolicyHolder(paths, on_event=audit.emit)
+    return rt
+
+
+def load_addons(rt: Runtime) -> list:
+    out = []
+    for name in ADDON_CHAIN:
+        mod = _optional(f"addons.{name}")
+        if mod is None:
+            continue
+        cls = getattr(mod, "".join(p.capitalize() for p in name.split("_")))
+        out.append(cls(rt))
+    return out
+
+
+def ca_dir(cfg: Config) -> Path:
+    return cfg.path(cfg.data_dir) / "ca"
+
+
+def ca_cert_path(cfg: Config) -> Path:
+    return ca_dir(cfg) / "mitmproxy-ca-cert.pem"
+
+
+def ensure_ca(cfg: Config) -> Path:
+    """Create Airlock's CA on first use (mitmproxy's CertStore format) and return the cert path."""
+    from mitmproxy import certs
+    d = ca_dir(cfg)
+    d.mkdir(parents=True, exist_ok=True)
+    certs.CertStore.from_store(d, "mitmproxy", 2048)
+    return ca_cert_path(cfg)
+
+
+def modes(cfg: Config, sidecar: bool = False) -> list[str]:
+    out = []
+    if cfg.listen.get("gateway"):
+        host, port = split_hostport(cfg.listen["gateway"], "listen.gateway", cfg.source)
+        out.append(f"reverse:{_REVERSE_PLACEHOLDER}@{host}:{port}")
+    if cfg.listen.get("proxy"):
+        host, port = split_hostport(cfg.listen["proxy"], "listen.proxy", cfg.source)
+        out.append(f"regular@{host}:{port}")
+    if sidecar:
+        host, port = split_hostport(cfg.listen.get("sidecar") or "0.0.0.0:8082", "listen.sidecar", cfg.source)
+        out.append(f"transparent@{host}:{port}")
+    return out
+
+
+class _Started:
+    """Last in the chain: its ``running`` hook fires once every listener is up."""
+
+    def __init__(self, airlock: "Airlock"):
+        self.airlock = airlock
+
+    def running(self) -> None:
+        self.airlock.started()
+
+
+class Airlock:
+    """One running Airlock process."""
+
+    def __init__(self, cfg: Config, sidecar: bool = False, workers: int = 1):
+        self.cfg = cfg
+        self.sidecar = sidecar
+        self.reuse_port = workers > 1
+        self.rt: Runtime | None = None
+        self.master: Master | None = None
+        self.admin_runner = None
+        self.ready = False
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        mitm_patches.apply(reuse_port=self.reuse_port)
+        self.rt = rt = build_runtime(cfg)
+        await rt.store.start()
+        await rt.audit.start()
+        if rt.policy is not None:
+            ok, err = rt.policy.reload()
+            if not ok:
+                raise SystemExit(f"airlock: policy error: {err}")
+            self._tasks.append(asyncio.get_running_loop().create_task(rt.policy.watch()))
+        ensure_ca(cfg)
+        opts = options.Options()
+        self.master = m = Master(opts)
+        m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+                     disable_h2c.DisableH2C(), update_alt_svc.UpdateAltSvc(),
+                     errorcheck.ErrorCheck(repeat_errors_on_stderr=True), *load_addons(rt), _Started(self))
+        opts.update(
+            mode=modes(cfg, self.sidecar),
+            confdir=str(ca_dir(cfg)),
+            connection_strategy="lazy",
+            tcp_timeout=int(max(cfg.upstream_timeout, 3600)),
+            body_size_limit=str(cfg.max_body_bytes),
+            ssl_insecure=cfg.ssl_insecure,
+            stream_large_bodies="1m",
+        )
+        from .admin.app import start_admin
+        self.admin_runner = await start_admin(self, cfg)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(s, lambda: loop.create_task(self.stop()))
+        await self.master.run()
+        return 0
+
+    def started(self) -> None:
+        self.ready = True
+        gc.collect()
+        gc.freeze()          # start-up heap -> permanent generation: no 30-40 ms gen2 pauses later
+        print(self.banner(), file=sys.stderr, flush=True)
+
+    def banner(self) -> str:
+        cfg, rt = self.cfg, self.rt
+        lines = ["Airlock is running"]
+        for key in ("gateway", "proxy", "admin"):
+            if cfg.listen.get(key):
+                lines.append(f"  {key:<8} http://{cfg.listen[key]}")
+        if self.sidecar:
+            lines.append(f"  sidecar  {cfg.listen.get('sidecar') or '0.0.0.0:8082'} (transparent)")
+        lines.append(f"  CA       {ca_cert_path(cfg)}")
+        lines.append(f"  store    {'redis ' + _redact_url(cfg.redis) if cfg.redis else 'in-process'}")
+        lines.append(f"  audit    {_redact_url(cfg.clickhouse)}")
+        if rt.policy is not None:
+            eng = rt.policy.engine
+            lines.append(f"  policies {', '.join(getattr(eng, 'source_files', []) or cfg.policies) or '(none)'}")
+        lines.append(f"  routes   {', '.join(sorted(cfg.providers))} -> /<provider>/v1/..., MCP: "
+                     f"{', '.join('/mcp/' + n for n in cfg.mcp_servers) or '(none)'}")
+        return "\n".join(lines)
+
+    async def stop(self, code: int = 0) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.exit_code = code
+        self.ready = False
+        m = self.master
+        if m is not None:
+            try:
+                m.options.update(server=False)       # close listeners; live connections go on
+            except Exception:
+                log.exception("closing listeners")
+            ps = m.addons.get("proxyserver")
+            deadline = time.monotonic() + self.cfg.drain_seconds
+            while ps.active_connections() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        for t in self._tasks:
+            t.cancel()
+        if self.admin_runner is not None:
+            await self.admin_runner.cleanup()
+        if self.rt is not None:
+            await self.rt.audit.close()
+            await self.rt.store.close()
+        if m is not None:
+            m.shutdown()
+
+
+def _redact_url(url: str | None) -> str:
+    if not url:
+        return ""
+    from urllib.parse import urlsplit, urlunsplit
+    u = urlsplit(url)
+    if u.password:
+        netloc = f"{u.username}:***@{u.hostname}" + (f":{u.port}" if u.port else "")
+        return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+    return url
+
+
+def serve(cfg: Config, sidecar: bool = False, workers: int = 1) -> int:
+    import uvloop
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("airlock").setLevel(logging.INFO)
+    app = Airlock(cfg, sidecar=sidecar, workers=workers)
+    uvloop.run(app.run())
+    return getattr(app, "exit_code", 0)

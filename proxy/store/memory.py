@@ -1,0 +1,230 @@
+"""The embedded default store: one process, no setup.
+
+Everything lives in dicts guarded by the event loop (no awaits inside an
+operation, so each method is atomic). Keys without a TTL under the durable
+prefixes (gateway keys, approvals) are snapshotted to a JSON file so they
+survive a restart of the embedded default.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .base import Store, Subscriber
+
+log = logging.getLogger(__name__)
+DURABLE_PREFIXES = ("key:", "approval", "mcp:toolhash:", "session:")
+
+
+class MemoryStore(Store):
+    kind = "memory"
+
+    def __init__(self, persist_path: str | Path | None = None):
+        self._data: dict[str, Any] = {}          # str -> bytes | dict[str, bytes] | float | dict[str, float](zset)
+        self._expiry: dict[str, float] = {}
+        self._subs: list[tuple[str, Subscriber]] = []
+        self._scripts: dict[str, Callable[..., Any]] = {}
+        self._persist = Path(persist_path) if persist_path else None
+        self._dirty = False
+        self._flusher: asyncio.Task | None = None
+        if self._persist and self._persist.exists():
+            self._load()
+
+    # -- persistence ---------------------------------------------------------------------
+    def _load(self) -> None:
+        try:
+            raw = orjson.loads(self._persist.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as e:
+            log.warning("store snapshot %s unreadable (%s); starting empty", self._persist, e)
+            return
+        for key, (typ, value, exp) in raw.items():
+            if exp is not None and exp <= time.time():
+                continue
+            if typ == "b":
+                self._data[key] = base64.b64decode(value)
+            elif typ == "h":
+                self._data[key] = {f: base64.b64decode(v) for f, v in value.items()}
+            else:
+                self._data[key] = value
+            if exp is not None:
+                self._expiry[key] = exp
+
+    def _snapshot(self) -> None:
+        out: dict[str, Any] = {}
+        for key, value in self._data.items():
+            if not key.startswith(DURABLE_PREFIXES) or not self._alive(key):
+                continue
+            exp = self._expiry.get(key)
+            if isinstance(value, bytes):
+                out[key] = ("b", base64.b64encode(value).decode(), exp)
+            elif isinstance(value, dict) and all(isinstance(v, bytes) for v in value.values()):
+                out[key] = ("h", {f: base64.b64encode(v).decode() for f, v in value.items()}, exp)
+            else:
+                out[key] = ("v", value, exp)
+        tmp = self._persist.with_suffix(".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(orjson.dumps(out))
+        os.replace(tmp, self._persist)
+
+    def _touch(self, key: str) -> None:
+        if self._persist and key.startswith(DURABLE_PREFIXES):
+            self._dirty = True
+            if self._flusher is None or self._flusher.done():
+                try:
+                    self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+                except RuntimeError:
+                    self._snapshot()
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(0)          # coalesce writes made in the same loop iteration
+        if self._dirty:
+            self._dirty = False
+            await asyncio.to_thread(self._snapshot)
+
+    async def close(self) -> None:
+        if self._persist and (self._dirty or (self._flusher and not self._flusher.done())):
+            self._dirty = False
+            self._snapshot()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _alive(self, key: str) -> bool:
+        exp = self._expiry.get(key)
+        if exp is not None and exp <= time.time():
+            self._data.pop(key, None)
+            self._expiry.pop(key, None)
+            return False
+        return key in self._data
+
+    def _set_ttl(self, key: str, ttl: float | None) -> None:
+        if ttl is not None:
+            self._expiry[key] = time.time() + ttl
+        else:
+            self._expiry.pop(key, None)
+
+    # -- key/value -------------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        if not self._alive(key):
+            return None
+        v = self._data[key]
+        if isinstance(v, bytes):
+            return v
+        if isinstance(v, (int, float)):
+            return _num_bytes(v)
+        return None
+
+    async def set(self, key, value, ttl=None, only_if_absent=False) -> bool:
+        if only_if_absent and self._alive(key):
+            return False
+        self._data[key] = bytes(value)
+        self._set_ttl(key, ttl)
+        self._touch(key)
+        return True
+
+    async def delete(self, key: str) -> bool:
+        existed = self._alive(key)
+        self._data.pop(key, None)
+        self._expiry.pop(key, None)
+        if existed:
+            self._touch(key)
+        return existed
+
+    async def scan(self, prefix: str) -> list[str]:
+        return [k for k in list(self._data) if k.startswith(prefix) and self._alive(k)]
+
+    # -- hashes ------------------------------------------------------------------------------
+    async def hset(self, key, fields, ttl=None) -> None:
+        h = self._data.get(key) if self._alive(key) else None
+        if not isinstance(h, dict):
+            h = {}
+            self._data[key] = h
+        h.update({f: bytes(v) for f, v in fields.items()})
+        if ttl is not None:
+            self._set_ttl(key, ttl)
+        self._touch(key)
+
+    async def hgetall(self, key) -> dict[str, bytes]:
+        if not self._alive(key):
+            return {}
+        h = self._data[key]
+        return dict(h) if isinstance(h, dict) else {}
+
+    # -- counters -----------------------------------------------------------------------------
+    def _num(self, key: str) -> float:
+        if not self._alive(key):
+            return 0.0
+        v = self._data[key]
+        return float(v) if isinstance(v, (int, float)) else float(v.decode()) if isinstance(v, bytes) else 0.0
+
+    async def incr(self, key, amount=1.0, ttl=None) -> float:
+        created = not self._alive(key)
+        value = self._num(key) + amount
+        self._data[key] = value
+        if created and ttl is not None:
+            self._set_ttl(key, ttl)
+        self._touch(key)
+        return value
+
+    async def reserve(self, key, amount, limit, ttl=None) -> tuple[bool, float]:
+        current = self._num(key)
+        if current + amount > limit + 1e-12:
+            return False, current
+        return True, await self.incr(key, amount, ttl)
+
+    # -- sorted sets ----------------------------------------------------------------------------
+    async def zadd(self, key, member, score) -> None:
+        z = self._data.get(key) if self._alive(key) else None
+        if not isinstance(z, dict):
+            z = self._data[key] = {}
+        z[member] = float(score)
+        self._touch(key)
+
+    async def zrangebyscore(self, key, max_score) -> list[str]:
+        if not self._alive(key):
+            return []
+        z = self._data[key]
+        return [m for m, s in sorted(z.items(), key=lambda kv: kv[1]) if s <= max_score]
+
+    async def zrem(self, key, member) -> bool:
+        if not self._alive(key):
+            return False
+        removed = self._data[key].pop(member, None) is not None
+        if removed:
+            self._touch(key)
+        return removed
+
+    # -- pub/sub ----------------------------------------------------------------------------------
+    async def publish(self, channel: str, message: bytes) -> None:
+        for prefix, cb in list(self._subs):
+            if channel.startswith(prefix):
+                try:
+                    res = cb(channel, bytes(message))
+                    if inspect.isawaitable(res):
+                        await res
+                except Exception:  # a subscriber's bug must not break the publisher
+                    log.exception("subscriber for %s failed", prefix)
+
+    def subscribe(self, prefix: str, callback: Subscriber) -> None:
+        self._subs.append((prefix, callback))
+
+    # -- scripts -------------------------------------------------------------------------------------
+    def register_script(self, name, lua, python) -> None:
+        self._scripts[name] = python
+
+    async def eval(self, name, keys, args):
+        res = self._scripts[name](self, keys, args)
+        if inspect.isawaitable(res):
+            res = await res
+        return res
+
+
+def _num_bytes(v: float) -> bytes:
+    return (str(int(v)) if float(v).is_integer() else repr(float(v))).encode()
