@@ -1,0 +1,69 @@
+"""Audit: one ``request`` row per flow, and fail-closed when rows cannot be kept.
+
+``response`` and ``error`` hand the row to the audit writer's queue. For
+governed flows (model and MCP routes) the hook waits until the row is fsynced
+to the WAL (group commit, a few ms) so a client never gets an answer whose
+audit row could be lost in a crash. ``request`` refuses governed calls while the
+WAL cannot be written and ``audit.fail_closed`` is on.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mitmproxy import http
+
+from proxy import errors, flowmeta
+from proxy.audit.flows import request_fields
+from proxy.runtime import Runtime
+
+log = logging.getLogger(__name__)
+DURABLE_WAIT_SECONDS = 10.0
+
+
+class Audit:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.sink = rt.audit
+        self._write = getattr(rt.audit, "write", None)
+        try:  # the sessions service the identity addon asks about ended sessions
+            from proxy.sessions import service
+            service(rt)
+        except Exception:  # noqa: BLE001
+            log.exception("sessions service unavailable")
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or getattr(self.sink, "accepting", True):
+            return
+        route = flowmeta.route(flow)
+        if route is None or not route.governed:
+            return
+        flow.metadata[flowmeta.OUTCOME] = "audit_unavailable"
+        flow.response = errors.response(route.kind, 503, "Airlock cannot record this call in its audit trail "
+                                        "(audit WAL not writable), so it refuses governed calls until it can",
+                                        "audit_unavailable")
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        try:
+            fields = request_fields(flow)
+        except Exception as e:  # noqa: BLE001 - still record that the flow happened
+            log.exception("audit: building the request row failed")
+            fields = {"reason": f"audit row build failed: {type(e).__name__}", "method": flow.request.method}
+        route = flowmeta.route(flow)
+        if self._write is None or route is None or not route.governed:
+            self.sink.emit("request", **fields)
+            return
+        try:
+            ok = await asyncio.wait_for(self._write("request", **fields), DURABLE_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            ok = False
+        if not ok:
+            log.error("audit: the row of %s %s was not confirmed durable", flow.request.method, fields.get("path"))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        try:
+            fields = request_fields(flow, error=flow.error.msg if flow.error else "error")
+        except Exception as e:  # noqa: BLE001
+            log.exception("audit: building the error row failed")
+            fields = {"reason": f"audit row build failed: {type(e).__name__}", "outcome": "error"}
+        self.sink.emit("request", **fields)

@@ -1,0 +1,108 @@
+"""The ``request`` audit row of a proxied flow, from what the other addons left in flow.metadata."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import flowmeta
+from .events import strip_query
+
+_MODEL_KINDS = ("openai", "anthropic")
+
+
+def _as_dict(v: Any) -> dict[str, Any]:
+    if v is None:
+        return {}
+    if isinstance(v, dict):
+        return v
+    if hasattr(v, "as_dict"):
+        try:
+            d = v.as_dict()
+            if isinstance(d, dict):
+                out = dict(d)
+                for extra in ("model", "provider", "cost", "cost_usd"):   # attributes as_dict may omit
+                    if extra not in out and hasattr(v, extra):
+                        out[extra] = getattr(v, extra)
+                return out
+        except Exception:  # noqa: BLE001 - a broken helper must not cost the row
+            return {}
+    slots = getattr(type(v), "__slots__", ())
+    if slots:
+        return {k: getattr(v, k, None) for k in slots}
+    return dict(getattr(v, "__dict__", {}))
+
+
+def _first(d: dict[str, Any], *names: str) -> Any:
+    for n in names:
+        v = d.get(n)
+        if v not in (None, ""):
+            return v
+    return None
+
+
+def request_fields(flow, error: str | None = None) -> dict[str, Any]:
+    """Who, where, what happened and what it cost: the columns of one ``request`` row."""
+    req = flow.request
+    resp = flow.response
+    md = flow.metadata
+    f: dict[str, Any] = {"method": req.method, "path": strip_query(req.path)}
+    ident = md.get(flowmeta.IDENTITY)
+    if ident is not None:
+        f.update(account=ident.account, flow=ident.flow, subject=ident.subject, agent=ident.agent,
+                 session=ident.session, token_id=ident.token_id)
+    route = md.get(flowmeta.ROUTE)
+    if route is not None:
+        f.update(listener=route.listener, route_kind=route.kind, route_name=route.name)
+        if route.path:
+            f["path"] = strip_query(route.path)
+    else:
+        f["route_kind"] = "other"
+        f["host"] = req.pretty_host
+    if resp is not None:
+        f["status"] = resp.status_code
+        end = resp.timestamp_end or resp.timestamp_start
+        f["bytes_out"] = len(resp.raw_content) if resp.raw_content else int(resp.headers.get("content-length", 0) or 0)
+    else:
+        end = flow.error.timestamp if flow.error else None
+    if end and req.timestamp_start:
+        f["latency_ms"] = max(0.0, (end - req.timestamp_start) * 1000.0)
+    f["bytes_in"] = len(req.raw_content) if req.raw_content else 0
+    outcome = md.get(flowmeta.OUTCOME)
+    if outcome:
+        f["outcome"] = outcome
+    elif error:
+        f["outcome"] = "error"
+    elif resp is not None:
+        f["outcome"] = "forwarded" if flow.server_conn and flow.server_conn.timestamp_start else "answered"
+    if error:
+        f["reason"] = error
+    dec = md.get(flowmeta.DECISION)
+    if dec is not None:
+        d = _as_dict(dec)
+        f.update(action=d.get("action") or d.get("decision"), rule=d.get("rule"), reason=f.get("reason") or d.get("reason"))
+    kind = route.kind if route is not None else ""
+    if kind == "mcp":
+        body = flowmeta.request_json(flow)
+        if isinstance(body, dict):
+            f["rpc_method"] = body.get("method")
+            params = body.get("params")
+            if body.get("method") == "tools/call" and isinstance(params, dict):
+                f["tool"] = params.get("name")
+            f["server"] = route.name
+    elif kind in _MODEL_KINDS:
+        f["provider"] = route.name
+        body = flowmeta.request_json(flow)
+        if isinstance(body, dict) and isinstance(body.get("model"), str):
+            f["model"] = body["model"]
+    usage = _as_dict(md.get(flowmeta.USAGE))
+    if usage:
+        tin = _first(usage, "input_tokens", "tokens_in", "prompt_tokens") or 0
+        tout = _first(usage, "output_tokens", "tokens_out", "completion_tokens") or 0
+        f.update(tokens_in=tin, tokens_out=tout, tokens=_first(usage, "total_tokens", "tokens") or (tin + tout))
+        cost = _first(usage, "cost", "cost_usd")
+        if cost is not None:
+            f["cost"] = cost
+        f["model"] = _first(usage, "model") or f.get("model")
+        f["provider"] = _first(usage, "provider") or f.get("provider")
+        if usage.get("cached_tokens"):
+            f["cached_tokens"] = usage["cached_tokens"]
+    return f

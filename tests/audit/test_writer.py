@@ -1,0 +1,229 @@
+"""The audit writer against real chDB: rows, redaction, WAL spill and replay, dedup, fail-closed."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from proxy.audit import metrics as m
+from proxy.audit.wal import Wal
+from tests.audit.conftest import closed_port, flushed
+from tests.harness import wait_until
+
+
+async def test_rows_land_with_typed_columns_and_chain(make_sink):
+    s = make_sink()
+    await s.start()
+    s.emit("request", account="acme", agent="claude", session="s1", listener="gateway", route_kind="openai",
+           route_name="openai", method="POST", path="/v1/chat/completions", status=200, latency_ms=12.5,
+           model="gpt-4o-mini", tokens_in=10, tokens_out=5, tokens=15, cost=0.0003, extra_note="hi")
+    assert await s.write("decision", tool="bash", server="shell", action="deny", rule="no-prod")
+    await flushed(s)
+    rows = s.query("SELECT * FROM events ORDER BY seq")
+    kinds = [r["kind"] for r in rows]
+    assert kinds == ["audit_start", "request", "decision"]
+    req = rows[1]
+    assert (req["account"], req["status"], req["model"], req["tokens"]) == ("acme", 200, "gpt-4o-mini", 15)
+    assert req["latency_ms"] == 12.5 and abs(req["cost"] - 0.0003) < 1e-12
+    assert '"extra_note":"hi"' in req["data"]
+    assert [r["seq"] for r in rows] == [0, 1, 2]
+    assert rows[1]["prev_hash"] == rows[0]["hash"] and rows[2]["prev_hash"] == rows[1]["hash"]
+    # the usage ledger and the daily roll-up are filled by materialized views
+    assert s.query("SELECT count() AS n FROM usage_ledger")[0]["n"] == 1
+    daily = s.query("SELECT sum(calls) AS c, sum(tokens_in) AS t FROM daily_stats WHERE kind = 'request'")
+    assert (daily[0]["c"], daily[0]["t"]) == (1, 10)
+    await s.close()
+
+
+async def test_secrets_never_reach_a_row(make_sink, tmp_path):
+    planted = {
+        "openai": "sk-proj-Zx9Qw8Er7Ty6Ui5Op4As3Df2",
+        "gateway": "alk_0123456789abcdef_S3cr3tS3cr3tS3cr3tS3cr3t",
+        "github": "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "literal": "plain-looking-value-7731",
+    }
+    s = make_sink(secrets=[planted["literal"]], preview_chars=64)
+    await s.start()
+    s.emit("decision", tool="bash", args={"command": f"curl -H 'Authorization: Bearer {planted['openai']}' x",
+                                          "token": "whatever-the-shape", "env": {"GITHUB": planted["github"]}},
+           reason=f"prompt said use {planted['gateway']}", subject=planted["literal"],
+           prompt="x" * 5000)
+    await flushed(s)
+    rows = s.query("SELECT * FROM events")
+    text = repr(rows)
+    for value in (*planted.values(), "whatever-the-shape"):
+        assert value not in text
+    assert "[REDACTED]" in text
+    dec = [r for r in rows if r["kind"] == "decision"][0]
+    assert len(dec["data"]) < 5000            # the prompt preview was truncated
+    # nor in the WAL (rows are redacted before they are written anywhere)
+    for p in (tmp_path / "wal").glob("*"):
+        for value in planted.values():
+            assert value.encode() not in p.read_bytes()
+    await s.close()
+
+
+async def test_wal_segments_removed_once_inserted(make_sink, tmp_path):
+    s = make_sink(flush_seconds=60, batch_size=10_000)
+    await s.start()
+    for i in range(20):
+        assert await s.write("request", account="a", status=200, seq_hint=i)
+    # durable before any insert: the rows are in the WAL, not yet in ClickHouse
+    wal_rows = [r for p in Wal(tmp_path / "wal", "x").segments() for r in Wal.read(p)]
+    assert len([r for r in wal_rows if r["kind"] == "request"]) == 20
+    await s.close()                                     # flushes
+    assert list((tmp_path / "wal").glob("*.wal")) == []
+    s2 = make_sink()
+    await s2.start()
+    assert s2.query("SELECT count() AS n FROM events WHERE kind = 'request'")[0]["n"] == 20
+    await s2.close()
+
+
+async def test_unreachable_clickhouse_spills_then_replays_in_order(make_sink, tmp_path):
+    """ClickHouse at a closed port: rows accumulate in the WAL; a sink that reaches ClickHouse replays them.
+
+    No ClickHouse server binary is available here, so "ClickHouse comes back" is a second writer on the same
+    WAL pointed at real chDB (the WAL is what carries rows across; the insert path is the same client API).
+    """
+    replayed0 = m.ROWS_REPLAYED._value.get()
+    down = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
+    await down.start()
+    assert down.writer.backlog
+    for i in range(300):
+        assert await down.write("request", account="acme", status=200, path=f"/p/{i}")
+    assert down.stats()["wal_bytes"] > 0
+    assert down.healthy()                       # durable in the WAL: still accepting governed calls
+    await down.close()
+    assert list((tmp_path / "wal").glob("*.wal"))
+
+    up = make_sink()
+    await up.start()
+    await flushed(up)
+    rows = up.query("SELECT path, stream, seq FROM events WHERE kind = 'request' ORDER BY stream, seq")
+    assert [r["path"] for r in rows] == [f"/p/{i}" for i in range(300)]
+    assert m.ROWS_REPLAYED._value.get() - replayed0 >= 300
+    assert list((tmp_path / "wal").glob("*.wal")) == []
+    from proxy.audit.query import verify
+    assert verify(up)["ok"]
+    await up.close()
+
+
+async def test_recovery_while_running(make_sink, tmp_path):
+    """The writer retries with backoff and replays the backlog as soon as ClickHouse answers again."""
+    s = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
+    await s.start()
+    for i in range(50):
+        s.emit("request", path=f"/a/{i}")
+    wait_until(lambda: s.stats()["wal_bytes"] > 0 and s.writer.depth() == 0, 20, "rows in the WAL")
+    s.writer.dsn = f"chdb://{tmp_path / 'ch'}"          # ClickHouse is back
+    wait_until(lambda: not s.writer.backlog, 60, "backlog replayed")
+    for i in range(50, 60):
+        s.emit("request", path=f"/a/{i}")
+    await flushed(s)
+    paths = [r["path"] for r in s.query("SELECT path FROM events WHERE kind='request' ORDER BY seq")]
+    assert paths == [f"/a/{i}" for i in range(60)]
+    await s.close()
+
+
+async def test_replay_skips_rows_clickhouse_already_has(make_sink, tmp_path):
+    """A crash between insert and segment delete must not duplicate rows."""
+    s = make_sink(flush_seconds=60, batch_size=10_000)
+    await s.start()
+    for i in range(40):
+        assert await s.write("request", path=f"/d/{i}")
+    saved = tmp_path / "saved"
+    shutil.copytree(tmp_path / "wal", saved)
+    await s.close()                                    # inserted, WAL segments deleted
+    for p in saved.glob("*.wal"):                      # ...as if the process died before deleting them
+        shutil.copy(p, tmp_path / "wal" / p.name)
+    deduped0 = m.ROWS_DEDUPED._value.get()
+    s2 = make_sink()
+    await s2.start()
+    await flushed(s2)
+    assert s2.query("SELECT count() AS n FROM events WHERE kind='request'")[0]["n"] == 40
+    assert m.ROWS_DEDUPED._value.get() - deduped0 >= 40
+    await s2.close()
+
+
+async def test_torn_wal_line_is_ignored(make_sink, tmp_path):
+    wal = tmp_path / "wal"
+    wal.mkdir()
+    s = make_sink(flush_seconds=60)
+    await s.start()
+    assert await s.write("request", path="/whole")
+    seg = sorted(wal.glob("*.wal"))[0]
+    good = seg.read_bytes()
+    await s.close()
+    # a crashed writer left a complete batch and half a line
+    (wal / ("0" * 19 + "1-dead.wal")).write_bytes(good + b'{"ts": 1, "kind": "req')
+    s2 = make_sink()
+    await s2.start()
+    await flushed(s2)
+    assert s2.query("SELECT count() AS n FROM events WHERE path = '/whole'")[0]["n"] == 1
+    await s2.close()
+
+
+async def test_queue_full_is_counted_not_silent(make_sink, caplog):
+    s = make_sink(queue_size=5)                  # not started: nothing drains the queue
+    dropped0 = m.ROWS_DROPPED.labels("queue_full")._value.get()
+    for i in range(8):
+        s.emit("request", path=str(i))
+    assert m.ROWS_DROPPED.labels("queue_full")._value.get() - dropped0 == 3
+    assert "dropped" in caplog.text
+    await s.close()
+
+
+async def test_odd_input_never_raises(make_sink):
+    s = make_sink()
+    await s.start()
+
+    class Weird:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    s.emit("request", status="not-a-number", latency_ms=float("nan"), tokens=-5, obj=object(), nested={1: {2: [3]}})
+    s.emit("request", weird=Weird())
+    await flushed(s)
+    rows = s.query("SELECT kind, status, latency_ms, tokens FROM events WHERE kind IN ('request','error')")
+    assert len(rows) == 2
+    assert rows[0]["status"] == 0 and rows[0]["latency_ms"] == 0.0 and rows[0]["tokens"] == 0
+    await s.close()
+
+
+def _mount_tmpfs(path, size: str) -> bool:
+    import subprocess
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+async def test_disk_full_fails_closed_then_recovers(make_sink, tmp_path):
+    import subprocess
+    wal = tmp_path / "fullwal"
+    if not _mount_tmpfs(wal, "256k"):
+        pytest.skip("needs root to mount a small tmpfs for the disk-full case")
+    try:
+        s = make_sink(wal="fullwal", flush_seconds=3600, batch_size=1_000_000, fail_closed=True)
+        await s.start()
+        big = "y" * 400
+        results = []
+        for i in range(2000):
+            results.append(await s.write("request", path=f"/f/{i}", note=big))
+            if not results[-1]:
+                break
+        assert results[-1] is False                  # the WAL filled up
+        assert not s.accepting and not s.healthy()   # governed calls are refused from now on
+        assert m.ROWS_DROPPED.labels("wal_unwritable")._value.get() == 0
+        # space comes back (the rows reach ClickHouse and their segments are deleted): accepting again
+        subprocess.run(["mount", "-o", "remount,size=16m", str(wal)], check=True)
+        assert await s.write("request", path="/after")
+        assert s.accepting
+        await s.close()
+        s2 = make_sink()
+        await s2.start()
+        n = s2.query("SELECT count() AS n FROM events WHERE kind='request'")[0]["n"]
+        assert n == len(results) + 1                 # nothing forgotten, the failed ones included
+        await s2.close()
+    finally:
+        subprocess.run(["umount", "-l", str(wal)])
