@@ -1,0 +1,91 @@
+"""One decision, the same wherever it is asked: gateway/proxy flows, ``POST /v1/check``,
+and ``airlock mcp wrap`` (stdio). Also the audit row every decision writes."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from . import replies
+
+ARGS_PREVIEW = 2000              # characters of redacted arguments kept in the audit row
+
+try:                                                     # owned by the policy area
+    from proxy.policy.secrets import redact as _redact
+except ImportError:                                      # pragma: no cover
+    def _redact(value: Any) -> Any:
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    decision: Any                 # proxy.policy.Decision
+    latency_us: int
+    why: str | None               # None = the call may go on; else "deny", missing_justification, approval
+
+    @property
+    def refused(self) -> bool:
+        return self.why is not None
+
+
+def evaluate(engine: Any, ctx: Any) -> Evaluated:
+    """Decide ``ctx`` and say what stops it (if anything)."""
+    t0 = time.perf_counter_ns()
+    decision = engine.decide(ctx)
+    latency_us = (time.perf_counter_ns() - t0) // 1000
+    why = None
+    if decision.justification == "required" and not (ctx.justification or "").strip() and (
+            decision.action != "deny" or _passes_with_justification(engine, ctx)):
+        why = replies.MISSING_JUSTIFICATION
+    elif decision.action == "deny":
+        why = "deny"
+    elif decision.action == "require_approval":
+        why = "approval"
+    return Evaluated(decision, latency_us, why)
+
+
+def _passes_with_justification(engine: Any, ctx: Any) -> bool:
+    """Is the missing justification the only reason for the deny? (Tells the model what to fix.)"""
+    again = engine.decide(dataclasses.replace(ctx, justification="(justification given)"))
+    return again.action != "deny"
+
+
+def refusal(ev: Evaluated, tool: str) -> str | None:
+    if ev.why is None:
+        return None
+    if ev.why == replies.MISSING_JUSTIFICATION:
+        return replies.refusal_text(ev.decision, tool, replies.MISSING_JUSTIFICATION)
+    if ev.why == "approval":
+        return replies.refusal_text(ev.decision, tool, replies.APPROVALS_UNAVAILABLE)
+    return replies.refusal_text(ev.decision, tool)
+
+
+def emit(audit: Any, ctx: Any, ev: Evaluated, outcome: str, **extra: Any) -> None:
+    """The ``decision`` audit row (arguments and justification redacted, truncated)."""
+    d = ev.decision
+    audit.emit("decision", tool=ctx.tool, server=ctx.server, action=d.action, rule=d.rule, reason=d.reason,
+               outcome=outcome, latency_us=ev.latency_us, account=ctx.account, subject=ctx.subject,
+               agent=ctx.agent, session=ctx.session_id, flow=ctx.flow,
+               justification=_redact(ctx.justification) if ctx.justification else None,
+               justification_mode=d.justification, approval_workflow=d.approval_workflow,
+               tool_changed=ctx.tool_changed, args=preview(ctx.args), **extra)
+
+
+def preview(args: Any) -> str:
+    try:
+        text = orjson.dumps(_redact(args)).decode()
+    except TypeError:
+        text = repr(args)
+    return text if len(text) <= ARGS_PREVIEW else text[:ARGS_PREVIEW] + "...(truncated)"
+
+
+def text_of(value: Any) -> str | None:
+    """A justification argument as text (None when absent or blank)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = text.strip()
+    return text or None

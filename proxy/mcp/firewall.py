@@ -1,0 +1,336 @@
+"""The MCP firewall's logic; ``addons/mcp.py`` is the thin mitmproxy face of it.
+
+Per POST body: parse strictly (jsonrpc.py), decide every ``tools/call`` with the policy
+engine, strip ``justification`` from the arguments before anything is forwarded, answer
+refusals as ``isError`` tool results, remember ``tools/list`` ids so their results get
+filtered and annotated on the way back (JSON or SSE).
+
+Refusals inside a batch or on a legacy HTTP+SSE session cannot be answered on the POST:
+the refused element is replaced by a JSON-RPC ``ping`` with the same id (every MCP server
+must answer ping), and the ping's answer is rewritten into the refusal where it comes
+back (the JSON array, the POST's SSE stream or the legacy GET stream). The upstream never
+sees the refused call, and the refusal reaches the client in the right order.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from mitmproxy import http
+
+from proxy import errors, flowmeta
+from proxy.policy import CallContext
+
+from . import decide, jsonrpc, replies, sse
+from .tools import JUSTIFICATION, ToolWatch, rewrite_result
+
+log = logging.getLogger("airlock.mcp")
+
+STATE = "airlock.mcp"            # FlowState of a governed MCP flow
+MCP_CALL = "airlock.mcp_call"    # a call handed to the approvals addon
+MODERN = "2026-07-28"
+
+try:
+    from proxy.metrics import REFUSED as _REFUSED
+except ImportError:                                      # pragma: no cover
+    _REFUSED = None
+
+
+def _count(reason: str) -> None:
+    if _REFUSED is not None:
+        _REFUSED.labels(reason).inc()
+
+
+@dataclass(slots=True)
+class FlowState:
+    server: str
+    list_ids: set = field(default_factory=set)              # ids of tools/list requests
+    replace: dict = field(default_factory=dict)             # id -> response that replaces upstream's
+    extra: list = field(default_factory=list)               # local responses to add (invalid batch elements)
+    session: sse.LegacySession | None = None                # legacy GET stream this flow belongs to
+
+    @property
+    def rewrites(self) -> bool:
+        return bool(self.list_ids or self.replace or self.extra)
+
+
+@dataclass(slots=True)
+class Verdict:
+    outcome: str                    # forwarded | refused | held | invalid
+    response: dict | None = None    # what the client gets when not forwarded
+
+
+class Firewall:
+    def __init__(self, rt: Any):
+        self.rt = rt
+        self.watch = ToolWatch(rt.store, rt.audit)
+        self.legacy = sse.LegacySessions()
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- requests ----------------------------------------------------------------------------
+    async def request(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
+        req = flow.request
+        if req.method != "POST" or not req.raw_content:
+            return
+        value = flowmeta.request_json(flow)
+        parsed = jsonrpc.parse_value(value) if value is not None else jsonrpc.parse(req.raw_content)
+        if parsed.error:
+            rid = parsed.messages[0].id if parsed.messages else None
+            self._bad_request(flow, route, parsed.error, rid)
+            return
+        session = self.legacy.get(sse.session_id_of(req.path)) if "ession" in req.path else None
+        if session is not None and parsed.batch:
+            self._bad_request(flow, route, (jsonrpc.INVALID_REQUEST, "Invalid Request: batches are not "
+                                            "supported on the legacy HTTP+SSE transport"), None)
+            return
+        transport = "legacy_sse" if session else ("batch" if parsed.batch else "http")
+        state = FlowState(route.name, session=session)
+        modern = req.headers.get("mcp-protocol-version", "") >= MODERN
+        keep: list = []
+        dirty = False
+        forwardable = False
+        for msg in parsed.messages:
+            if msg.kind == "invalid":
+                state.extra.append(jsonrpc.error(msg.id, *msg.error))
+                self.rt.audit.emit("mcp_invalid", server=route.name, code=msg.error[0], reason=msg.error[1])
+                dirty = True
+                continue
+            if msg.kind == "request" and msg.method == "tools/list":
+                (session.pending.__setitem__(msg.id, ("list", None)) if session else state.list_ids.add(msg.id))
+            elif msg.is_call:
+                holdable = not parsed.batch and session is None
+                verdict, stripped = await self._call(flow, route, msg, modern, holdable, transport)
+                dirty |= stripped
+                if verdict.outcome in ("refused", "invalid"):
+                    if holdable:
+                        flow.response = self._json_response(flow, verdict.response)
+                        return
+                    dirty = True
+                    ping = {"jsonrpc": "2.0", "id": msg.id, "method": "ping"}
+                    if session:
+                        session.pending[msg.id] = ("replace", verdict.response)
+                        keep.append(ping)
+                        forwardable = True
+                    else:
+                        state.replace[msg.id] = verdict.response
+                        keep.append(ping)
+                    continue
+            keep.append(msg.raw)
+            forwardable = True
+        if not forwardable:                               # nothing needs the upstream: answer here
+            answers = state.extra + list(state.replace.values())
+            flow.response = self._json_response(flow, answers if parsed.batch else answers[0])
+            return
+        if dirty:
+            flowmeta.set_request_json(flow, keep if parsed.batch else keep[0])
+        if state.rewrites:
+            flow.metadata[STATE] = state
+
+    async def _call(self, flow, route, msg: jsonrpc.Message, modern: bool,
+                    holdable: bool, transport: str) -> tuple[Verdict, bool]:
+        name, args = jsonrpc.call_params(msg)
+        if name is None:
+            self.rt.audit.emit("mcp_invalid", server=route.name, code=jsonrpc.INVALID_PARAMS, reason=args)
+            _count("mcp_invalid")
+            return Verdict("invalid", jsonrpc.error(msg.id, jsonrpc.INVALID_PARAMS, f"Invalid params: {args}")), False
+        stripped = JUSTIFICATION in args
+        justification = decide.text_of(args.pop(JUSTIFICATION, None))
+        ident = flowmeta.identity(flow)
+        engine = self.rt.policy.engine
+        ctx = CallContext(
+            tool=name, server=route.name, args=args,
+            agent=ident.agent if ident else None, subject=ident.subject if ident else None,
+            account=ident.account if ident else None, flow=ident.flow if ident else None,
+            session_id=(ident.session if ident else None) or flow.request.headers.get("mcp-session-id"),
+            justification=justification, tool_changed=await self.watch.is_changed(route.name, name),
+            request_host=flow.request.pretty_host, request_path=flow.request.path)
+        ev = decide.evaluate(engine, ctx)
+        verdict = self._verdict(flow, msg, name, ev, modern, holdable, ctx)
+        decide.emit(self.rt.audit, ctx, ev, verdict.outcome, rpc_id=msg.id, transport=transport,
+                    policy_version=engine.version)
+        return verdict, stripped
+
+    def _verdict(self, flow, msg, name, ev: decide.Evaluated, modern, holdable, ctx) -> Verdict:
+        decision = ev.decision
+        flow.metadata[flowmeta.DECISION] = decision
+        if ev.why is None:
+            return Verdict("forwarded")
+        if ev.why == "approval" and "approvals" in self.rt.services:
+            if holdable:
+                flow.metadata[MCP_CALL] = {"rpc_id": msg.id, "tool": name, "server": ctx.server,
+                                           "args": ctx.args, "justification": ctx.justification, "context": ctx}
+                return Verdict("held")
+            text = (f"Airlock policy (rule {decision.rule or 'default'}) requires human approval for "
+                    f"'{name}': {decision.reason.rstrip('.')}. Approval holds work only for a call sent "
+                    "alone over Streamable HTTP, so this call was not run; send it again on its own.")
+            reason = "mcp_approval_unholdable"
+        else:
+            text = decide.refusal(ev, name)
+            reason = {"deny": "mcp_deny", "approval": "mcp_approvals_unavailable"}.get(ev.why, f"mcp_{ev.why}")
+        flow.metadata[flowmeta.OUTCOME] = reason
+        _count(reason)
+        return Verdict("refused", replies.tool_result(msg.id, text, modern=modern))
+
+    def _bad_request(self, flow, route, err: tuple[int, str], rid: Any) -> None:
+        code, message = err
+        self.rt.audit.emit("mcp_invalid", server=route.name, code=code, reason=message)
+        _count("mcp_invalid")
+        flow.metadata[flowmeta.OUTCOME] = "mcp_invalid"
+        flow.response = errors.response("mcp", 400, message, "invalid_jsonrpc", headers=_session_header(flow),
+                                        rpc_id=rid, rpc_code=code)
+
+    def _json_response(self, flow, payload: Any) -> http.Response:
+        return http.Response.make(200, orjson.dumps(payload),
+                                  {"content-type": "application/json", **_session_header(flow)})
+
+    def fail_closed(self, flow, route_name: str, exc: BaseException) -> None:
+        log.exception("MCP firewall failed on %s; refusing the request", route_name)
+        _count("mcp_internal_error")
+        self.rt.audit.emit("mcp_error", server=route_name, error=type(exc).__name__, reason=str(exc)[:300])
+        flow.metadata[flowmeta.OUTCOME] = "mcp_internal_error"
+        flow.response = errors.response(
+            "mcp", 500, "Airlock could not evaluate this MCP request, so it was not forwarded "
+            "(fail closed). Retry later or ask the operator to check the Airlock logs.", "internal_error",
+            headers=_session_header(flow), rpc_code=jsonrpc.INTERNAL_ERROR)
+
+    # -- responses ---------------------------------------------------------------------------
+    def response_headers(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
+        resp = flow.response
+        if resp is None or resp.stream or not resp.headers.get("content-type", "").startswith("text/event-stream"):
+            return
+        if flow.request.method == "GET":
+            resp.stream = self._get_stream(flow, route)
+            return
+        state = flow.metadata.get(STATE)
+        if state is not None and state.session is None:
+            resp.stream = sse.SseRewriter(lambda ev: self._rewrite_event(ev, state.list_ids, state.replace, None,
+                                                                          route.name),
+                                          lambda: _tail(state))
+
+    def _get_stream(self, flow, route) -> sse.SseRewriter:
+        holder: dict[str, Any] = {}
+
+        def transform(ev: sse.Event) -> bytes | None:
+            session = holder.get("session")
+            if session is None:
+                sid = sse.session_id_of(ev.data) if ev.event == "endpoint" else None
+                if sid is None:
+                    rw.passthrough = True                      # a Streamable HTTP GET stream: nothing to do
+                    return None
+                holder["session"] = self.legacy.open(sid, route.name)
+                flow.metadata["airlock.mcp_legacy_session"] = sid
+                if route.listener != "gateway":
+                    return None
+                url = sse.map_endpoint(ev.data, route.upstream, route.name)
+                return (f"event: endpoint\n" + (f"id: {ev.id}\n" if ev.id else "") + f"data: {url}\n\n").encode()
+            if not session.pending:
+                return None
+            return self._rewrite_event(ev, None, None, session.pending, route.name)
+
+        def tail() -> list[bytes]:
+            sid = flow.metadata.get("airlock.mcp_legacy_session")
+            if sid:
+                self.legacy.close(sid)
+            return []
+
+        rw = sse.SseRewriter(transform, tail)
+        return rw
+
+    def _rewrite_event(self, ev: sse.Event, list_ids, replace, pending, server: str) -> bytes | None:
+        if ev.event != "message" or '"id"' not in ev.data:
+            return None
+        obj = ev.json()
+        if not isinstance(obj, dict) or "method" in obj or "id" not in obj:
+            return None
+        new = self._rewrite_response(obj, list_ids, replace, pending, server, None)
+        return None if new is None else sse.encode(new, event_id=ev.id)
+
+    def _rewrite_response(self, obj: dict, list_ids, replace, pending, server: str,
+                          collect: list | None) -> dict | None:
+        """The replacement of one upstream response, or None to keep it."""
+        rid = obj.get("id")
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+            return None
+        action = None
+        if pending is not None and rid in pending:
+            action, payload = pending.pop(rid)
+        elif replace is not None and rid in replace:
+            action, payload = "replace", replace.pop(rid)
+        elif list_ids is not None and rid in list_ids:
+            action, payload = "list", None
+        if action == "replace":
+            return payload
+        if action == "list" and "result" in obj:
+            result, originals, hidden = rewrite_result(obj["result"], server, self.rt.policy.engine)
+            if hidden:
+                self.rt.audit.emit("tools_hidden", server=server, tools=hidden)
+            if collect is not None:
+                collect.extend(originals)
+            elif originals:
+                self._spawn(self.watch.observe(server, originals))
+            return obj
+        return None
+
+    async def response(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
+        state: FlowState | None = flow.metadata.get(STATE)
+        resp = flow.response
+        if state is None or resp is None or resp.stream or state.session is not None:
+            return
+        body: Any = None
+        if resp.raw_content and resp.headers.get("content-type", "").startswith("application/json"):
+            body, err = jsonrpc.loads(resp.get_content(strict=False) or b"")
+            if err:
+                body = None
+        originals: list = []
+        if isinstance(body, dict):
+            new = self._rewrite_response(body, state.list_ids, state.replace, None, route.name, originals)
+            body = new if new is not None else body
+        elif isinstance(body, list):
+            body = [(self._rewrite_response(o, state.list_ids, state.replace, None, route.name, originals) or o)
+                    if isinstance(o, dict) else o for o in body]
+        leftovers = state.extra + list(state.replace.values())
+        state.replace.clear()
+        if leftovers:
+            if isinstance(body, list):
+                body.extend(leftovers)
+            elif isinstance(body, dict):
+                body = [body, *leftovers]
+            elif 200 <= resp.status_code < 300:         # e.g. 202 for the forwarded notifications
+                body = leftovers
+                resp.status_code = 200
+                resp.headers["content-type"] = "application/json"
+        if body is not None and (originals or leftovers or state.list_ids):
+            resp.set_content(orjson.dumps(body))
+        if originals:
+            await self.watch.observe(route.name, originals)
+
+    def closed(self, flow: http.HTTPFlow) -> None:
+        sid = flow.metadata.get("airlock.mcp_legacy_session")
+        if sid:
+            self.legacy.close(sid)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("tool change detection failed: %r", task.exception())
+            _count("mcp_toolwatch_error")
+
+
+def _tail(state: FlowState) -> list[bytes]:
+    out = [sse.encode(x) for x in state.extra + list(state.replace.values())]
+    state.extra.clear()
+    state.replace.clear()
+    return out
+
+
+def _session_header(flow) -> dict[str, str]:
+    sid = flow.request.headers.get("mcp-session-id")
+    return {"mcp-session-id": sid} if sid else {}
