@@ -131,17 +131,20 @@ def _names(tree: lark.Tree) -> tuple[set[str], set[str], set[str]]:
 class Program:
     """One compiled condition. ``evaluate`` returns a Python bool or raises CelEvalError."""
 
-    __slots__ = ("source", "variables", "_runner", "_const")
+    __slots__ = ("source", "variables", "_runner", "_const", "_fast")
 
     def __init__(self, source: str, variables: frozenset[str], runner: Any, const: bool | None):
         self.source = source
         self.variables = variables
         self._runner = runner
         self._const = const
+        self._fast = _FAST_PATHS.get("".join(source.split()))
 
     def evaluate(self, activation: "Activation") -> bool:
         if self._const is not None:
             return self._const
+        if self._fast is not None:
+            return self._fast(activation.ctx)
         context = activation.values(self.variables)
         try:
             with _eval_lock:
@@ -153,6 +156,14 @@ class Program:
         raise CelEvalError(f"the expression gave {type(value).__name__.replace('Type', '').lower()} "
                            f"{_short(value)}, not a bool")
 
+
+# Expressions so common that they skip the CEL interpreter; each gives exactly what CEL would.
+_FAST_PATHS: dict[str, Callable[[CallContext], bool]] = {
+    "tool.changed": lambda c: bool(c.tool_changed),
+    "!tool.changed": lambda c: not c.tool_changed,
+    "has_secret(args)": lambda c: _secrets.has_secret(c.args),
+    "!has_secret(args)": lambda c: not _secrets.has_secret(c.args),
+}
 
 _eval_lock = threading.RLock()   # cel-python's compiled runner keeps evaluation state in module globals
 

@@ -24,13 +24,21 @@ RELOADS = Counter("airlock_policy_reloads_total", "Policy reloads by result", ["
 
 class PolicyHolder:
     def __init__(self, paths, on_event=None):
-        """Load ``paths`` now; raises PolicyError if the first version is invalid."""
+        """Load ``paths`` now. If that first version is invalid the holder denies every call
+        (``engine.version == "invalid"``, ``last_error`` says why) until a reload succeeds."""
         self.paths: list[Path] = [Path(p) for p in (paths or [])]
         self.on_event = on_event
-        self.engine: Engine = load_engine(self.paths)
         self.last_error: str | None = None
+        self.last_errors: list[dict] = []
         self.reloads = {"ok": 0, "error": 0, "unchanged": 0}
         self._signature = self._stat()
+        try:
+            self.engine: Engine = load_engine(self.paths)
+        except PolicyError as e:
+            self.last_error = str(e)
+            self.last_errors = [x.as_dict() for x in e.errors]
+            log.error("policy invalid; denying every tool call until it is fixed: %s", e)
+            self.engine = Engine(version="invalid", default_action="deny")
 
     def _stat(self) -> tuple:
         """Cheap change detector: (path, mtime_ns, size) of every policy file."""
@@ -63,15 +71,16 @@ class PolicyHolder:
             new = load_engine(self.paths)
         except PolicyError as e:
             self.last_error = str(e)
+            self.last_errors = errors = [x.as_dict() for x in e.errors]
             self.reloads["error"] += 1
             RELOADS.labels("error").inc()
-            errors = [x.as_dict() for x in e.errors]
             log.error("policy reload rejected; keeping version %s: %s", old.version, e)
             self._emit(ok=False, version=old.version, error=str(e), errors=errors,
                        files=[str(p) for p in self.paths])
             return False, str(e)
         except Exception as e:  # never let an unexpected failure replace a good policy
             self.last_error = f"{type(e).__name__}: {e}"
+            self.last_errors = [{"file": None, "line": None, "message": self.last_error, "hint": ""}]
             self.reloads["error"] += 1
             RELOADS.labels("error").inc()
             log.exception("policy reload failed; keeping version %s", old.version)
@@ -79,6 +88,7 @@ class PolicyHolder:
                        files=[str(p) for p in self.paths])
             return False, self.last_error
         self.last_error = None
+        self.last_errors = []
         if new.version == old.version:
             self.reloads["unchanged"] += 1
             RELOADS.labels("unchanged").inc()
@@ -96,12 +106,14 @@ class PolicyHolder:
         return self._stat() != self._signature
 
     async def watch(self, interval: float = 1.0) -> None:
-        """Run as a task: reload whenever a policy file changes (added, removed, edited)."""
+        """Run as a task: reload whenever a policy file changes (added, removed, edited).
+        Loading (file reads, CEL compilation) runs in a worker thread, off the event loop."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
             try:
                 if self.changed():
-                    self.reload()
+                    await loop.run_in_executor(None, self.reload)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -110,4 +122,5 @@ class PolicyHolder:
     def status(self) -> dict:
         e = self.engine
         return {"version": e.version, "files": e.source_files, "paths": [str(p) for p in self.paths],
-                "counts": e.counts(), "reloads": dict(self.reloads), "last_error": self.last_error}
+                "counts": e.counts(), "reloads": dict(self.reloads), "last_error": self.last_error,
+                "last_errors": list(self.last_errors)}
