@@ -1,0 +1,100 @@
+"""Gateway: admission of model calls (OpenAI and Anthropic shapes).
+
+Allowed models (403 in the provider's shape naming the rule), ``/models``
+filtered to what the caller may use, an input-token estimate and an atomic
+budget reservation (429), rate limits (429 + ``retry-after``), a model with
+no price under a hard USD budget refused, and ``stream_options.include_usage``
+asked of the upstream for Chat streams. The work is in ``proxy.meter``; the
+metering addon finishes what this one starts (``flow.metadata[CALL]``).
+"""
+from __future__ import annotations
+
+import logging
+
+import orjson
+from mitmproxy import http
+
+from proxy import errors, flowmeta
+from proxy.meter import admission, metrics
+from proxy.meter.record import usage_row
+from proxy.meter.stream import CALL
+from proxy.runtime import Runtime
+
+log = logging.getLogger(__name__)
+MODEL_KINDS = ("openai", "anthropic")
+
+
+class Gateway:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        settings = admission.Settings.from_config(rt.config.extra.get("gateway"))
+        self.keeper = admission.Gatekeeper(rt.store, settings)
+        rt.services.setdefault("gateway", self.keeper)
+
+    def _engine(self):
+        holder = self.rt.policy
+        return getattr(holder, "engine", None) if holder is not None else None
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        route = flow.metadata.get(flowmeta.ROUTE)
+        if route is None or route.kind not in MODEL_KINDS or flow.response is not None:
+            return
+        try:
+            await self._admit(flow, route)
+        except Exception:   # fail closed: a request whose admission failed is never forwarded
+            log.exception("gateway: admission failed for %s %s", route.name, route.path)
+            metrics.FAILURES.labels("admission").inc()
+            call = flow.metadata.get(CALL)
+            if call is not None and call.admission is not None:
+                try:
+                    await self.keeper.ledger.release(call.admission)
+                except Exception:
+                    log.exception("gateway: could not release a reservation")
+                call.admission = None
+            flow.metadata[flowmeta.OUTCOME] = "gateway_error"
+            flow.response = errors.response(route.kind, 500, "Airlock could not admit this model call "
+                                            "(internal error, see the Airlock log); it was not forwarded",
+                                            "gateway_error")
+
+    async def _admit(self, flow: http.HTTPFlow, route) -> None:
+        body = flowmeta.request_json(flow) if flow.request.method == "POST" else None
+        identity = flow.metadata.get(flowmeta.IDENTITY)
+        call, refusal = await self.keeper.admit(self._engine(), identity, route.kind, route.name, route.path, body)
+        if call is None or (call.api == "other" and refusal is None):
+            return
+        flow.metadata[CALL] = call
+        if refusal is not None:
+            call.settled = True
+            flow.metadata[flowmeta.OUTCOME] = refusal.code
+            flow.response = errors.response(route.kind, refusal.status, refusal.message, refusal.code,
+                                            headers=refusal.headers())
+            metrics.CALLS.labels(call.provider, call.api, "refused").inc()
+            row = usage_row(call, identity, "refused", http_status=refusal.status, reason=refusal.message)
+            row["rule"] = refusal.rule
+            flow.metadata[flowmeta.USAGE] = row
+            self.rt.audit.emit("usage", **row)
+            return
+        if flow.client_conn.timestamp_end is not None and call.admission is not None:
+            await self.keeper.ledger.release(call.admission)   # the caller left while we reserved
+            call.admission = None
+            return
+        if call.stream:
+            flow.request.headers["accept-encoding"] = "identity"
+            new = self.keeper.wants_usage_injection(call, body)
+            if new is not None:
+                flowmeta.set_request_json(flow, new)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        call = flow.metadata.get(CALL)
+        if call is None or call.api != "models" or flow.response is None or flow.response.status_code != 200:
+            return
+        try:
+            body = orjson.loads(flow.response.get_content(strict=False) or b"")
+            flow.response.content = orjson.dumps(admission.filter_models(
+                self._engine(), flow.metadata.get(flowmeta.IDENTITY), body))
+        except (orjson.JSONDecodeError, ValueError):
+            metrics.FAILURES.labels("models_filter").inc()
+            log.warning("gateway: upstream /models answer is not JSON; refused rather than shown unfiltered")
+            route = flow.metadata.get(flowmeta.ROUTE)
+            flow.response = errors.response(route.kind if route else "openai", 502,
+                                            "the provider's model list could not be read", "bad_upstream")

@@ -1,0 +1,160 @@
+"""Admission of a model call: which API, allowed model, estimate, reservation.
+
+The gateway addon is a thin wrapper over ``Gatekeeper.admit``; this module has
+no mitmproxy types, so it is tested directly.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from . import prices, tokens
+from .budget import Ledger, Request, matches
+from .stream import Call
+
+# route path (relative to the provider base URL, no query) -> API
+_OPENAI = {"/chat/completions": "chat", "/responses": "responses", "/embeddings": "embeddings",
+           "/models": "models", "/completions": "chat"}
+_ANTHROPIC = {"/v1/messages": "anthropic", "/v1/messages/count_tokens": "count_tokens", "/v1/models": "models"}
+
+
+def api_of(kind: str, path: str) -> str:
+    path = path.rstrip("/") or "/"
+    table = _ANTHROPIC if kind == "anthropic" else _OPENAI
+    api = table.get(path)
+    if api:
+        return api
+    if kind != "anthropic" and path.startswith("/models/"):
+        return "model"
+    if kind == "anthropic" and path.startswith("/v1/models/"):
+        return "model"
+    return "other"
+
+
+@dataclass(slots=True)
+class Settings:
+    default_max_tokens: int = 4096     # output cap reserved when the request sets none
+    min_output_tokens: int = 16        # a partial reservation must leave at least this much output
+
+    @classmethod
+    def from_config(cls, raw: dict | None) -> "Settings":
+        s = cls()
+        for k, v in (raw or {}).items():
+            if k not in ("default_max_tokens", "min_output_tokens"):
+                raise ValueError(f"gateway.{k}: unknown key (valid: default_max_tokens, min_output_tokens)")
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"gateway.{k}: {v!r} must be a non-negative integer")
+            setattr(s, k, v)
+        return s
+
+
+@dataclass(slots=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+    rule: str | None = None
+    retry_after: int | None = None
+
+    def headers(self) -> dict[str, str] | None:
+        return {"retry-after": str(self.retry_after)} if self.retry_after else None
+
+
+def model_rule(engine, identity, model: str) -> str | None:
+    """None when ``model`` is allowed for the caller, else the id of the first rule refusing it.
+
+    Every rule whose ``match`` fits the caller must allow the model (rules narrow each other).
+    """
+    for rule in getattr(engine, "models", ()) or ():
+        if not matches(rule.match, identity):
+            continue
+        if not any(fnmatch.fnmatchcase(model, pat) for pat in rule.allow):
+            return rule.id
+    return None
+
+
+def filter_models(engine, identity, body: Any) -> Any:
+    """A /models listing with only the models the caller may use (OpenAI and Anthropic shapes)."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return body
+    kept = [m for m in body["data"]
+            if not isinstance(m, dict) or not isinstance(m.get("id"), str) or model_rule(engine, identity, m["id"]) is None]
+    out = dict(body)
+    out["data"] = kept
+    if "first_id" in out:
+        out["first_id"] = kept[0].get("id") if kept else None
+        out["last_id"] = kept[-1].get("id") if kept else None
+    return out
+
+
+def output_cap(api: str, body: dict, default: int) -> int:
+    if api in ("embeddings", "count_tokens"):
+        return 0
+    keys = {"chat": ("max_completion_tokens", "max_tokens"), "responses": ("max_output_tokens",),
+            "anthropic": ("max_tokens",)}.get(api, ())
+    for k in keys:
+        v = body.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            n = body.get("n")
+            return v * (n if api == "chat" and isinstance(n, int) and n > 1 else 1)
+    return default
+
+
+class Gatekeeper:
+    def __init__(self, store, settings: Settings | None = None) -> None:
+        self.ledger = Ledger(store)
+        self.settings = settings or Settings()
+
+    async def admit(self, engine, identity, kind: str, provider: str, path: str,
+                    body: Any) -> tuple[Call | None, Refusal | None]:
+        """(the call to meter, or None for paths that are not metered; a refusal or None)."""
+        api = api_of(kind, path)
+        call = Call(kind=kind, provider=provider, api=api)
+        if api in ("models", "model", "other"):
+            if api == "model":
+                model = path.rstrip("/").rsplit("/", 1)[-1]
+                if (rule := model_rule(engine, identity, model)) is not None:
+                    return call, Refusal(404, "model_not_found",
+                                         f"model {model!r} is not available to this caller (rule {rule!r})", rule)
+            return call, None
+        if not isinstance(body, dict):
+            return call, Refusal(400, "invalid_json", "the request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return call, Refusal(400, "missing_model", "the request body needs a \"model\" string")
+        call.model = model
+        if (rule := model_rule(engine, identity, model)) is not None:
+            return call, Refusal(403, "model_not_allowed",
+                                 f"model {model!r} is not allowed for this caller by policy rule {rule!r}", rule)
+        call.stream = body.get("stream") is True
+        if api == "count_tokens":
+            return call, None
+        overrides = getattr(engine, "prices", None) or None
+        call.prices = overrides
+        call.rates = prices.rates(model, provider if kind != "anthropic" else "anthropic", overrides)
+        call.input_estimate = tokens.estimate_input(body, model, kind, path)
+        call.output_cap = output_cap(api, body, self.settings.default_max_tokens)
+        if call.rates is not None:
+            call.estimated_cost = (call.input_estimate * call.rates.input + call.output_cap * call.rates.output)
+        if api == "chat" and call.stream:
+            so = body.get("stream_options")
+            call.client_wants_usage = bool(isinstance(so, dict) and so.get("include_usage"))
+        elif api in ("responses", "anthropic"):
+            call.client_wants_usage = True
+        adm = await self.ledger.admit(engine, Request(identity, model, call.input_estimate, call.output_cap,
+                                                      call.rates, min(self.settings.min_output_tokens,
+                                                                      call.output_cap)))
+        if not adm.ok:
+            return call, Refusal(adm.status, adm.code or "refused", adm.message, adm.rule, adm.retry_after)
+        call.admission = adm
+        return call, None
+
+    def wants_usage_injection(self, call: Call, body: dict) -> dict | None:
+        """The body to send upstream with stream_options.include_usage set, or None if unchanged."""
+        if call.api != "chat" or not call.stream or call.client_wants_usage:
+            return None
+        so = body.get("stream_options")
+        new = dict(body)
+        new["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
+        return new
