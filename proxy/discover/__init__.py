@@ -1,0 +1,1 @@
+"""Find the coding agents on a machine and route them through Airlock (``airlock agents``)."""

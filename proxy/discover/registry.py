@@ -1,0 +1,22 @@
+"""Every agent Airlock knows how to discover and onboard, by name."""
+from __future__ import annotations
+
+from .base import Agent
+from .claude_code import ClaudeCode
+from .claude_desktop import ClaudeDesktop
+from .codex import Codex
+from .cursor import Cursor
+from .gemini import Gemini
+from .hermes import Hermes
+from .openclaw import OpenClaw
+from .opencode import OpenCode
+from .vscode import VSCode
+from .windsurf import Windsurf
+
+AGENTS: dict[str, Agent] = {a.name: a for a in (
+    ClaudeCode(), ClaudeDesktop(), Codex(), Cursor(), Gemini(), OpenCode(), Windsurf(), OpenClaw(), Hermes(),
+    VSCode())}
+
+
+def get(name: str) -> Agent:
+    return AGENTS[name]
