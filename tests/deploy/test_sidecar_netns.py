@@ -1,0 +1,184 @@
+"""The sidecar pattern end to end, in a private network namespace standing in for a pod.
+
+Inside the namespace: Airlock (``airlock run --sidecar``, root) and an "agent" (curl running
+as uid 65534). ``airlock sidecar rules --apply`` redirects the agent's outbound 80/443 to
+Airlock's transparent listener. On the host side of a veth pair, a TLS server with its own CA
+stands in for the provider (it replays a recorded OpenAI stream) and for an unrelated host.
+
+The agent is configured with nothing but trust in Airlock's CA (CURL_CA_BUNDLE, as
+``airlock env`` exports it) and its gateway token as its API key.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from proxy import ca_install
+from tests.deploy.certs import make_ca_and_leaf
+from tests.deploy.netns import Netns, available
+from tests.harness import ROOT, Airlock, wait_until
+from tests.upstreams import Upstream, stream_bytes
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+PROVIDER = "api.provider.test"
+OTHER = "other.test"
+AGENT_UID = 65534
+RECORDING = "openai-chat-text-include-usage"
+PROVIDER_KEY = "sk-provider-secret-for-sidecar-test"
+
+
+class _BoundUpstream(Upstream):
+    """The replay upstream, bound to a given address (the host end of the veth pair)."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext):
+        super().__init__(tls=tls)
+        self._bind = (host, port)
+
+    async def _start(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        await super()._start(self._bind[1], self._bind[0])
+
+
+@pytest.fixture
+def public_dir():
+    """A folder the unprivileged agent can read (pytest's tmp_path is private to root)."""
+    d = Path(tempfile.mkdtemp(prefix="airlock-sidecar-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def pod(public_dir, tmp_path):
+    """(namespace, provider upstream, Airlock, upstream CA) with the sidecar rules applied."""
+    ns = Netns().open()
+    try:
+        ns.hosts = {PROVIDER: ns.host_ip, OTHER: ns.host_ip}
+        (ns.etc / "hosts").write_text(f"127.0.0.1 localhost\n{ns.host_ip} {PROVIDER} {OTHER}\n")
+        up_ca, leaf, key = make_ca_and_leaf(tmp_path / "upstream-tls", [PROVIDER, OTHER])
+        shutil.copy(up_ca, public_dir / "upstream-ca.pem")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(leaf, key)
+        upstream = _BoundUpstream(ns.host_ip, 443, ctx).start()
+        sidecar_port = 15001
+        config = {
+            "listen": {"gateway": None, "proxy": None, "sidecar": f"0.0.0.0:{sidecar_port}"},
+            "providers": {"openai": {"base_url": f"https://{PROVIDER}/{RECORDING}/v1",
+                                     "api_key_env": "OPENAI_API_KEY"}},
+            "tls": {"ssl_insecure": True},     # the stand-in provider's certificate is self-signed
+        }
+        airlock = Airlock(config, env={"OPENAI_API_KEY": PROVIDER_KEY}, workdir=tmp_path / "airlock",
+                          args=["--sidecar"])
+        with ns.entered():                     # Airlock starts inside the pod's namespace
+            airlock.start()
+        try:
+            ns.exec(sys.executable, "-m", "proxy.cli.main", "sidecar", "rules", "--agent-uid", str(AGENT_UID),
+                    "--proxy-port", str(sidecar_port), "--proxy-uid", "0", "--apply",
+                    env={"PYTHONPATH": str(ROOT)})
+            ca_install.write_bundle(airlock.ca_path, public_dir / "ca-bundle.pem")
+            shutil.copy(airlock.ca_path, public_dir / "airlock-ca.pem")
+            yield ns, upstream, airlock, public_dir
+        finally:
+            airlock.stop()
+            upstream.stop()
+    finally:
+        ns.close()
+
+
+CURL_CERT_UNTRUSTED = 60          # curl's exit code for "SSL certificate problem"
+
+
+def agent_curl(ns: Netns, url: str, *args: str, ca: Path) -> tuple[int, str]:
+    """curl as the agent user: no proxy settings, only a CA bundle in CURL_CA_BUNDLE.
+    Returns (HTTP status, body), or (-curl exit code, stderr) when no response came back."""
+    res = ns.exec("curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20", *args, url,
+                  uid=AGENT_UID, env={"CURL_CA_BUNDLE": str(ca)}, check=False)
+    if res.returncode != 0:
+        return -res.returncode, res.stderr
+    body, _, status = res.stdout.rpartition("\n")
+    return int(status), body
+
+
+def chat(token: str | None) -> list[str]:
+    args = ["-X", "POST", "-H", "content-type: application/json",
+            "-d", json.dumps({"model": "gpt-4o", "stream": True, "stream_options": {"include_usage": True},
+                              "messages": [{"role": "user", "content": "hi"}]})]
+    if token:
+        args += ["-H", f"authorization: Bearer {token}"]
+    return args
+
+
+def test_agent_https_call_is_intercepted_decided_and_audited(pod):
+    ns, upstream, airlock, public = pod
+    with ns.entered():
+        token = airlock.mint("acme", agent="sidecar-agent")
+    url = f"https://{PROVIDER}/{RECORDING}/v1/chat/completions"
+
+    # 1. allowed: Airlock terminated TLS with its CA, swapped the gateway token for the provider key
+    status, body = agent_curl(ns, url, *chat(token), ca=public / "ca-bundle.pem")
+    assert status == 200, body
+    assert body.encode() == stream_bytes(RECORDING)
+    seen = upstream.requests[-1]
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert seen["path"] == f"/{RECORDING}/v1/chat/completions"
+    assert headers.get("authorization") == f"Bearer {PROVIDER_KEY}", headers
+    assert token not in json.dumps(headers)
+
+    # 2. decided: no token / a forged token is refused by Airlock and never reaches the provider
+    before = len(upstream.requests)
+    status, body = agent_curl(ns, url, *chat(None), ca=public / "ca-bundle.pem")
+    assert status == 401, body
+    assert "gateway token" in body
+    status, body = agent_curl(ns, url, *chat("alk_0000000000000000_forgedforgedforgedforged"),
+                              ca=public / "ca-bundle.pem")
+    assert status == 401, body
+    assert len(upstream.requests) == before
+
+    # 3. the agent cannot skip Airlock: trusting only the provider's real CA fails, because the
+    #    connection is intercepted whether the agent wants it or not
+    status, err = agent_curl(ns, url, *chat(token), ca=public / "upstream-ca.pem")
+    assert status == -CURL_CERT_UNTRUSTED, err
+
+    # 4. audited: one row per call, on the sidecar listener, without the token or the provider key
+    with ns.entered():
+        rows = wait_until(lambda: _sidecar_rows(airlock, 3), 30, "3 sidecar audit rows")
+    assert [r["status"] for r in rows] == [200, 401, 401], rows
+    ok = rows[0]
+    assert (ok["account"], ok["agent"], ok["route_kind"], ok["route_name"]) == \
+        ("acme", "sidecar-agent", "openai", "openai"), ok
+    assert ok["path"] == "/chat/completions"
+    assert all(r["outcome"] == "invalid_token" for r in rows[1:]), rows
+    text = json.dumps(rows, default=str)
+    assert token not in text and PROVIDER_KEY not in text
+
+
+def test_ungoverned_hosts_and_other_users_pass_through(pod):
+    ns, upstream, airlock, public = pod
+    # a host Airlock does not govern: TLS is relayed untouched, so its real certificate verifies
+    status, body = agent_curl(ns, f"https://{OTHER}/json/ping", ca=public / "upstream-ca.pem")
+    assert status == 200, body
+    assert json.loads(body)["path"] == "/json/ping"
+    assert upstream.requests[-1]["path"] == "/json/ping"
+    # ... and no certificate was minted for it: Airlock's CA alone does not verify it
+    status, err = agent_curl(ns, f"https://{OTHER}/json/ping", ca=public / "airlock-ca.pem")
+    assert status == -CURL_CERT_UNTRUSTED, err
+    # a user the rules do not name (root here) reaches the provider directly, real certificate and all
+    res = ns.exec("curl", "-sS", "--max-time", "20", "--cacert", str(public / "upstream-ca.pem"),
+                  f"https://{PROVIDER}/json/direct")
+    assert json.loads(res.stdout)["path"] == "/json/direct"
+
+
+def _sidecar_rows(airlock: Airlock, n: int) -> list[dict] | None:
+    r = airlock.admin("POST", "/v1/audit/query", {
+        "sql": "SELECT ts, kind, listener, account, agent, route_kind, route_name, path, outcome, status, data "
+               "FROM events WHERE kind = 'request' AND listener = 'sidecar' ORDER BY ts"})
+    r.raise_for_status()
+    rows = r.json()["rows"]
+    return rows if len(rows) >= n else None
