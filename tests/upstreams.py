@@ -2,11 +2,11 @@
 streams, and a small JSON echo. Runs in a thread with its own event loop, or as
 ``python -m tests.upstreams --port P`` for benchmarks.
 
-Routes (the first path segment names a recorded stream, without ``.sse``):
-  POST /<fixture>/v1/...          -> the recording, as text/event-stream, one event per write
-  POST /slow-<fixture>/v1/...     -> the same, pausing ``pace`` seconds between events
-  POST /json/...                  -> 200 JSON echo of the request (method, path, headers, body size)
-  GET|POST /status/<code>/...     -> that status with an OpenAI-style error body
+Routes (the first path segment other than ``v1`` names a recorded stream, without ``.sse``):
+  POST [/v1]/<fixture>/...        -> the recording, as text/event-stream, one event per write
+  POST [/v1]/slow-<fixture>/...   -> the same, pausing ``pace`` seconds between events
+  POST [/v1]/json/...             -> 200 JSON echo of the request (method, path, headers, body size)
+  GET|POST [/v1]/status/<code>/.. -> that status with an OpenAI-style error body
 Every request is recorded in ``requests`` (headers + body) for assertions.
 """
 from __future__ import annotations
@@ -76,9 +76,9 @@ class Upstream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append({"method": request.method, "path": request.path_qs, "headers": dict(request.headers),
+        self.requests.append({"method": request.method, "path": request.path_qs, "headers": {k.lower(): v for k, v in request.headers.items()},
                               "body": body})
-        parts = request.path.strip("/").split("/")
+        parts = [p for p in request.path.strip("/").split("/") if p and p != "v1"]
         first = parts[0] if parts else ""
         if first == "json":
             return web.json_response({"method": request.method, "path": request.path_qs, "size": len(body),

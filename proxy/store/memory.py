@@ -12,6 +12,7 @@ import base64
 import inspect
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ class MemoryStore(Store):
         self._persist = Path(persist_path) if persist_path else None
         self._dirty = False
         self._flusher: asyncio.Task | None = None
+        self._write_lock = threading.Lock()
         if self._persist and self._persist.exists():
             self._load()
 
@@ -59,8 +61,12 @@ class MemoryStore(Store):
                 self._expiry[key] = exp
 
     def _snapshot(self) -> None:
+        with self._write_lock:
+            self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
         out: dict[str, Any] = {}
-        for key, value in self._data.items():
+        for key, value in list(self._data.items()):
             if not key.startswith(DURABLE_PREFIXES) or not self._alive(key):
                 continue
             exp = self._expiry.get(key)
@@ -91,7 +97,9 @@ class MemoryStore(Store):
             await asyncio.to_thread(self._snapshot)
 
     async def close(self) -> None:
-        if self._persist and (self._dirty or (self._flusher and not self._flusher.done())):
+        if self._flusher is not None and not self._flusher.done():
+            await self._flusher
+        if self._persist and self._dirty:
             self._dirty = False
             self._snapshot()
 

@@ -43,11 +43,15 @@ class RedisStore(Store):
 
     def __init__(self, url: str, max_connections: int = 64):
         self.url = url
-        self.r = aioredis.from_url(url, max_connections=max_connections)
+        # A blocking pool waits for a free connection instead of raising MaxConnectionsError
+        # (which, inside a hook, would fail open): hundreds of concurrent calls share 64 connections.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
+        self.r = aioredis.Redis(connection_pool=pool)
         self._subs: list[tuple[str, Subscriber]] = []
         self._listener: asyncio.Task | None = None
         self._pubsub = None
         self._scripts: dict[str, Any] = {}
+        self._pending: set[str] = set()
         self._reserve = self.r.register_script(_RESERVE)
         self._incr = self.r.register_script(_INCR)
 
@@ -113,21 +117,24 @@ class RedisStore(Store):
 
     def subscribe(self, prefix, callback) -> None:
         self._subs.append((prefix, callback))
+        self._pending.add(_glob_escape(prefix) + "*")
         if self._pubsub is None:
             self._pubsub = self.r.pubsub()
             self._listener = asyncio.get_running_loop().create_task(self._listen())
-        else:
-            asyncio.get_running_loop().create_task(self._pubsub.psubscribe(_glob_escape(prefix) + "*"))
 
     async def _listen(self) -> None:
-        await self._pubsub.psubscribe(*{_glob_escape(p) + "*" for p, _ in self._subs})
+        # Only this task touches the pub/sub connection: new patterns are subscribed here, in turn.
         while True:
             try:
-                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if self._pending:
+                    patterns, self._pending = self._pending, set()
+                    await self._pubsub.psubscribe(*patterns)
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
             except asyncio.CancelledError:
                 raise
             except Exception as e:      # connection lost: log, back off, resubscribe
                 log.warning("redis subscriber: %s; reconnecting", e)
+                self._pending |= {_glob_escape(p) + "*" for p, _ in self._subs}
                 await asyncio.sleep(0.5)
                 continue
             if not msg or msg.get("type") != "pmessage":
