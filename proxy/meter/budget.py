@@ -88,6 +88,23 @@ class Admission:
     soft: list[Hold] = field(default_factory=list)
     output_allowance: int | None = None    # output tokens before the stream is cut; None = no cut
     reserved_usd: float = 0.0
+    basis: list[tuple[str, float]] = field(default_factory=list)   # (unit, amount) of each hard budget hold
+
+    def allowance_for(self, usage, rates: Rates | None) -> int | None:
+        """The output allowance once the provider's real input count is known."""
+        best: float | None = None
+        for unit, got in self.basis:
+            if unit == "tokens":
+                cap = got - usage.input_tokens
+            elif rates is not None and rates.output > 0:
+                uncached = max(0, usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens)
+                in_cost = (uncached * rates.input + usage.cached_tokens * rates.cached_input
+                           + usage.cache_write_tokens * rates.cache_write)
+                cap = (got - in_cost) / rates.output
+            else:
+                continue
+            best = cap if best is None else min(best, cap)
+        return None if best is None else max(0, int(best))
 
 
 @dataclass(slots=True)
@@ -202,6 +219,7 @@ class Ledger:
                 adm.holds.append(Hold(key, got, unit, b.name, b.scope, value, limit, True))
                 if unit == "usd":
                     adm.reserved_usd += got
+                adm.basis.append((unit, got))
                 if per_out > 0:     # what the reservation leaves for output caps the stream
                     cap = (got - fixed) / per_out
                     allowance = cap if allowance is None else min(allowance, cap)

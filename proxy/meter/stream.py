@@ -81,7 +81,7 @@ class StreamMeter:
     """The ``flow.response.stream`` callable for one model stream."""
 
     __slots__ = ("call", "parser", "splitter", "counter", "factor", "raw_output", "allowance", "on_cut",
-                 "cut", "events")
+                 "cut", "events", "input_known", "margin")
 
     def __init__(self, call: Call, on_cut: Callable[[], None] | None = None) -> None:
         self.call = call
@@ -94,6 +94,8 @@ class StreamMeter:
         self.on_cut = on_cut
         self.cut = False
         self.events = 0
+        self.input_known = False
+        self.margin = int(self.factor + 0.999)   # cut before the next delta would pass the allowance
         call.meter = self
 
     def __call__(self, chunk: bytes):
@@ -113,13 +115,19 @@ class StreamMeter:
                     call.first_token = time.perf_counter()
                 self.raw_output += self.counter.count(text)
                 call.counted_output = int(self.raw_output * self.factor + 0.999) + p.extra
+            check = bool(text)
+            if p.usage is not None and p.usage is not call.usage:
+                call.usage = p.usage
+                if self.allowance is not None and not self.input_known and p.usage.input_tokens:
+                    # the provider's input count (Anthropic message_start) replaces our estimate
+                    self.input_known = True
+                    check = check or self.raw_output == 0
+                    self.allowance = call.admission.allowance_for(p.usage, call.rates)
             if p.drop and not call.client_wants_usage:
                 continue
             out.append(ev.raw)
-            if p.usage is not None:
-                call.usage = p.usage
-            if (self.allowance is not None and call.counted_output >= self.allowance
-                    and not p.finished and text):
+            if (self.allowance is not None and not p.finished
+                    and call.counted_output + self.margin > self.allowance and check):
                 self._cut(out, "budget")
                 break
         if not out:

@@ -30,8 +30,10 @@ POLICY = {
         # soft (alert only): records tokens per subject so tests can read the settled numbers
         {"name": "tokens-per-subject", "scope": "subject", "period": "day", "limit_tokens": 10_000_000,
          "hard": False},
-        {"name": "tight-tokens", "scope": "subject", "period": "total", "limit_tokens": 150, "hard": True,
+        {"name": "tight-tokens", "scope": "subject", "period": "total", "limit_tokens": 60, "hard": True,
          "match": {"subject": "tight-*"}},
+        {"name": "tiny-tokens", "scope": "subject", "period": "total", "limit_tokens": 5, "hard": True,
+         "match": {"subject": "tiny-*"}},
         {"name": "tight-usd", "scope": "subject", "period": "day", "limit_usd": 0.5, "hard": True,
          "match": {"subject": "usd-*"}},
     ],

@@ -1,0 +1,152 @@
+"""The budget ledger on both stores (in-process and a real redis-server): atomic reservations,
+partial reservations, settlement, rate limits, periods."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from proxy.flowmeta import Identity
+from proxy.meter import prices
+from proxy.meter.admission import Gatekeeper, Settings, api_of, filter_models, model_rule, output_cap
+from proxy.meter.budget import Ledger, Request, bucket
+from proxy.policy import Budget, ModelRule, RateLimit
+from proxy.store import MemoryStore
+
+
+@dataclass
+class FakeEngine:   # the Engine's gateway attributes, built directly
+    models: list = field(default_factory=list)
+    budgets: list = field(default_factory=list)
+    rate_limits: list = field(default_factory=list)
+    prices: dict = field(default_factory=dict)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request):
+    if request.param == "memory":
+        s = MemoryStore()
+    else:
+        from proxy.store.redis import RedisStore
+        s = RedisStore(request.getfixturevalue("redis_url"))
+        await s.start()
+        for k in await s.scan("budget:") + await s.scan("rl:"):
+            await s.delete(k)
+    yield s
+    await s.close()
+
+
+WHO = Identity(token_id="tok1", account="acme", subject="alice", agent="bot")
+
+
+async def test_concurrent_reservations_never_pass_the_limit(store):
+    eng = FakeEngine(budgets=[Budget("b", "subject", "day", None, 500, True, {})])
+    ledger = Ledger(store)
+    req = Request(WHO, "gpt-4o-mini", 2, 8, None, min_output=8)     # 10 tokens each -> 50 fit
+    results = await asyncio.gather(*[ledger.admit(eng, req) for _ in range(200)])
+    ok = [a for a in results if a.ok]
+    assert len(ok) == 50
+    assert all(a.status == 429 and a.code == "budget_exceeded" and "'b'" in a.message
+               for a in results if not a.ok)
+    snap = await ledger.snapshot(eng)
+    assert snap[0]["spent"] == 500 and snap[0]["remaining"] == 0
+    # settle below the reservation: the unused part comes back
+    for a in ok[:10]:
+        await ledger.settle(a, 4, None)
+    snap = await ledger.snapshot(eng)
+    assert snap[0]["spent"] == 500 - 10 * 6
+
+
+async def test_partial_reservation_caps_output(store):
+    r = prices.rates("gpt-4o-mini", "openai")
+    limit = 1000 * r.input + 100 * r.output     # room for 1000 input + 100 output tokens
+    eng = FakeEngine(budgets=[Budget("usd", "account", "month", limit, None, True, {})])
+    ledger = Ledger(store)
+    a = await ledger.admit(eng, Request(WHO, "gpt-4o-mini", 1000, 4096, r))
+    assert a.ok and 99 <= a.output_allowance <= 100
+    b = await ledger.admit(eng, Request(WHO, "gpt-4o-mini", 1000, 4096, r))
+    assert not b.ok and b.code == "budget_exceeded" and b.retry_after and b.retry_after > 0
+    await ledger.release(a)
+    c = await ledger.admit(eng, Request(WHO, "gpt-4o-mini", 10, 50, r))
+    assert c.ok and c.output_allowance == 50
+
+
+async def test_unpriced_model_under_hard_usd_budget(store):
+    eng = FakeEngine(budgets=[Budget("usd", "account", "day", 5.0, None, True, {})])
+    a = await Ledger(store).admit(eng, Request(WHO, "mystery-model", 10, 10, None))
+    assert not a.ok and a.status == 403 and a.code == "model_unpriced" and "prices" in a.message
+    soft = FakeEngine(budgets=[Budget("usd", "account", "day", 5.0, None, False, {})])
+    assert (await Ledger(store).admit(soft, Request(WHO, "mystery-model", 10, 10, None))).ok
+
+
+async def test_rate_limits_requests_and_tokens(store):
+    eng = FakeEngine(rate_limits=[RateLimit("rpm", "agent", 3, None, {}),
+                                  RateLimit("tpm", "account", None, 100, {"account": "acme"})])
+    ledger = Ledger(store)
+    now = 1_800_000_000.0 + 15      # 15 s into a minute
+    adms = [await ledger.admit(eng, Request(WHO, "m", 1, 1, None, now=now)) for _ in range(4)]
+    assert [a.ok for a in adms] == [True, True, True, False]
+    assert adms[3].status == 429 and adms[3].retry_after == 45 and adms[3].rule == "rpm"
+    big = await ledger.admit(eng, Request(Identity("t2", "acme", agent="other"), "m", 90, 50, None, now=now))
+    assert not big.ok and big.rule == "tpm" and "lower max_tokens" in big.message
+    # another agent is not limited by "rpm"; the next minute starts fresh
+    assert (await ledger.admit(eng, Request(Identity("t3", "acme", agent="b2"), "m", 1, 1, None, now=now))).ok
+    assert (await ledger.admit(eng, Request(WHO, "m", 1, 1, None, now=now + 60))).ok
+
+
+async def test_soft_budget_alert_once(store):
+    eng = FakeEngine(budgets=[Budget("soft", "subject", "total", None, 100, False, {})])
+    ledger = Ledger(store)
+    a = await ledger.admit(eng, Request(WHO, "m", 1, 1, None))
+    assert a.ok and a.output_allowance is None       # soft budgets never cut a stream
+    assert await ledger.settle(a, 60, None) == []
+    b = await ledger.admit(eng, Request(WHO, "m", 1, 1, None))
+    over = await ledger.settle(b, 60, None)
+    assert [h.name for h in over] == ["soft"]
+    c = await ledger.admit(eng, Request(WHO, "m", 1, 1, None))
+    assert await ledger.settle(c, 60, None) == []     # alerted once, when it crossed
+
+
+async def test_match_narrows_budgets_and_models(store):
+    eng = FakeEngine(
+        models=[ModelRule({"account": "acme"}, ("gpt-4o*", "claude-*"), "acme"),
+                ModelRule({"subject": ("intern-*",)}, ("gpt-4o-mini",), "interns")],
+        budgets=[Budget("interns", "subject", "day", None, 5, True, {"subject": "intern-*"})])
+    assert model_rule(eng, WHO, "gpt-4o") is None
+    assert model_rule(eng, WHO, "o3") == "acme"
+    intern = Identity("t", "acme", subject="intern-7")
+    assert model_rule(eng, intern, "gpt-4o") == "interns"
+    assert model_rule(eng, intern, "gpt-4o-mini") is None
+    assert filter_models(eng, intern, {"object": "list", "data": [{"id": "gpt-4o"}, {"id": "gpt-4o-mini"}]}) \
+        == {"object": "list", "data": [{"id": "gpt-4o-mini"}]}
+    ledger = Ledger(store)
+    assert (await ledger.admit(eng, Request(WHO, "m", 100, 100, None))).ok        # not an intern: no budget
+    assert not (await ledger.admit(eng, Request(intern, "m", 100, 100, None))).ok
+
+
+async def test_gatekeeper_admission(store):
+    eng = FakeEngine(budgets=[Budget("t", "account", "day", None, 10_000, True, {})])
+    keeper = Gatekeeper(store, Settings(default_max_tokens=256))
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}], "stream": True}
+    call, refusal = await keeper.admit(eng, WHO, "openai", "openai", "/chat/completions", body)
+    assert refusal is None and call.stream and not call.client_wants_usage and call.output_cap == 256
+    assert 5 <= call.input_estimate <= 12
+    assert keeper.wants_usage_injection(call, body)["stream_options"] == {"include_usage": True}
+    call, refusal = await keeper.admit(eng, WHO, "openai", "openai", "/chat/completions", ["nope"])
+    assert refusal.status == 400
+    call, refusal = await keeper.admit(eng, WHO, "anthropic", "anthropic", "/v1/messages",
+                                       {"model": "claude-sonnet-4-5", "max_tokens": 99, "messages": []})
+    assert refusal is None and call.output_cap == 99 and call.rates is not None
+
+
+def test_api_paths_and_caps():
+    assert api_of("openai", "/chat/completions") == "chat"
+    assert api_of("openai", "/responses/") == "responses"
+    assert api_of("anthropic", "/v1/messages") == "anthropic"
+    assert api_of("anthropic", "/v1/messages/count_tokens") == "count_tokens"
+    assert api_of("openai", "/files") == "other"
+    assert output_cap("chat", {"max_completion_tokens": 10, "n": 3}, 1) == 30
+    assert output_cap("responses", {"max_output_tokens": 7}, 1) == 7
+    assert output_cap("embeddings", {}, 99) == 0
+    assert bucket("day", 1_800_000_000) == "20270115" and bucket("total") == "total"
