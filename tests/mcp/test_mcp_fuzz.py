@@ -18,7 +18,7 @@ json_values = st.recursive(
 message_like = st.fixed_dictionaries(
     {"jsonrpc": st.sampled_from(["2.0", "1.0", 2]),
      "method": st.sampled_from(["tools/call", "tools/list", "ping", "", 7, "x/y"])},
-    optional={"id": st.one_of(st.integers(), st.text(max_size=5), st.none(), st.booleans()),
+    optional={"id": st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=5), st.none(), st.booleans()),
               "params": st.one_of(json_values, st.fixed_dictionaries(
                   {"name": st.one_of(st.sampled_from(["echo", "delete_repo", "deploy"]), json_values)},
                   optional={"arguments": json_values}))})
