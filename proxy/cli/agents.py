@@ -99,9 +99,7 @@ def onboard(home: Optional[Path] = HOME, project: Optional[Path] = PROJECT,
     """Rewrite agent configs so MCP servers and model traffic go through Airlock (backed up first)."""
     h, p, only = _home(home), _project(project), _check_agents(agent)
     cfg_path = (config or Path(state.config or "airlock.yaml")).expanduser().absolute()
-    global_args = ["-c", str(cfg_path)]
-    if state.admin:
-        global_args += ["--admin", state.admin]
+    global_args = ["-c", str(cfg_path)]       # wrap/hook find the admin API (URL + token file) through it
     acct = account or getpass.getuser()
 
     def mint(agent_name: str) -> str:
