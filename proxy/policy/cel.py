@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import logging
+import re
 import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -32,6 +33,7 @@ logging.getLogger("celpy").setLevel(logging.CRITICAL)
 
 VARIABLES = ("args", "tool", "agent", "subject", "account", "flow", "session", "justification",
              "request", "now")
+_TYPE_NAMES = {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"}
 _MACROS = {"exists", "all", "exists_one", "map", "filter", "reduce", "min"}
 
 
@@ -188,6 +190,20 @@ def _eval_message(e: Exception) -> str:
     return msg or type(e).__name__
 
 
+_HAS = re.compile(r"= lambda activation: (not isinstance\(celpy\.evaluation\.result\(activation, ex_\d+_h\), "
+                  r"CELEvalError\))$", re.M)
+
+
+def _fix_has(runner: Any) -> None:
+    """cel-python 0.5's transpiler makes ``has()`` return a Python bool, which its own ``&&``,
+    ``!`` and ``?:`` reject ("no such overload"); wrap it in a CEL bool and recompile."""
+    tp = runner.tp
+    fixed = _HAS.sub(r"= lambda activation: celpy.celtypes.BoolType(\1)", tp.source_text)
+    if fixed != tp.source_text:
+        tp.source_text = fixed
+        tp.executable_code = compile(fixed, "<cel>", "exec")
+
+
 def compile_expression(source: str) -> Program:
     """Compile one condition; raises CelError with a column and a hint."""
     if not isinstance(source, str) or not source.strip():
@@ -204,7 +220,7 @@ def compile_expression(source: str) -> Program:
         raise CelError(f"CEL syntax error: {type(e).__name__}: {e}".splitlines()[0], None,
                        "check quotes, parentheses and operators") from None
     idents, bound, funcs = _names(ast)
-    unknown = sorted(idents - set(VARIABLES) - bound)
+    unknown = sorted(idents - set(VARIABLES) - bound - _TYPE_NAMES)
     if unknown:
         name = unknown[0]
         close = difflib.get_close_matches(name, VARIABLES, n=1)
@@ -221,6 +237,7 @@ def compile_expression(source: str) -> Program:
     try:
         with _env_lock:
             runner = env.program(ast, functions=FUNCTIONS)
+            _fix_has(runner)
     except Exception as e:
         raise CelError(f"CEL expression cannot be compiled: {e}".splitlines()[0], None,
                        "simplify the expression") from None

@@ -174,8 +174,9 @@ class Engine:
                 try:
                     hit = c.program.evaluate(activation)
                 except CelEvalError as e:
+                    hint = "; test optional arguments with has(args.x)" if "no such" in str(e) else ""
                     return Decision("deny", c.id, c.justification or r.justification or mode, None,
-                                    f"rule {c.id} failed to evaluate ({e}); failing closed (deny)")
+                                    f"rule {c.id} failed to evaluate ({e}{hint}); failing closed (deny)")
                 if hit:
                     workflow = c.approval_workflow or r.approval_workflow or self.default_workflow
                     why = c.description or f"condition `{c.expression}` is true"

@@ -110,8 +110,10 @@ class _Checker:
                      and math.isfinite(v),
               "strs": isinstance(v, list) and all(isinstance(x, str) for x in v),
               "map": isinstance(v, dict), "any": True}[kind]
-        if kind == "str" and isinstance(v, (int, float)) and not isinstance(v, bool) and key in ("version",):
-            return str(v)
+        if not ok and kind == "str" and isinstance(v, (bool, int, float)):
+            self.err(line, f"{where}.{key} must be a string, not {_tname(v)}",
+                     "quote the value (YAML reads yes/no/on/off/true/false as booleans, 1.0 as a number)")
+            return default
         if not ok:
             want = {"str": "a string", "bool": "true or false", "int": "an integer",
                     "num": "a number", "strs": "a list of strings", "map": "a mapping"}[kind]

@@ -10,6 +10,8 @@ import yaml
 from .model import PolicyError
 
 _MAX_DEPTH = 64
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in
+               ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")}
 
 
 class LMap(dict):
@@ -35,10 +37,10 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str, depth: int):
         raise PolicyError(file, node.start_mark.line + 1, "structure nested too deeply",
                           f"policies are at most {_MAX_DEPTH} levels deep")
     line = node.start_mark.line + 1
+    if node.tag not in _PLAIN_TAGS:
+        raise PolicyError(file, line, f"YAML tag {node.tag!r} is not allowed",
+                          "remove the tag; policies use plain YAML values")
     if isinstance(node, yaml.ScalarNode):
-        if node.tag.startswith("!"):
-            raise PolicyError(file, line, f"custom YAML tag {node.tag!r} is not allowed",
-                              "remove the tag; policies use plain YAML values")
         try:
             return loader.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
@@ -74,14 +76,18 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str, depth: int):
 
 def parse_yaml(text: str, file: str):
     """Parse one YAML document into LMap / LList / scalars; raises PolicyError."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)      # the reader rejects control characters right here
         node = loader.get_single_node()
         if node is None:
             return None
         return _convert(loader, node, file, 0)
     except PolicyError:
         raise
+    except yaml.reader.ReaderError as e:
+        raise PolicyError(file, None, f"invalid YAML: unacceptable character #x{e.character:04x}",
+                          "remove control characters; policy files are plain UTF-8 text") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -96,4 +102,5 @@ def parse_yaml(text: str, file: str):
     except (ValueError, TypeError, OverflowError) as e:   # odd scalars (dates, huge ints)
         raise PolicyError(file, None, f"invalid YAML value: {e}", "quote the value") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
