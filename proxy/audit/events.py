@@ -129,6 +129,19 @@ def _float(v: Any) -> float:
     return f if f == f and abs(f) != float("inf") else 0.0
 
 
+# Other names emitters use for the typed columns (the first present wins when the column itself is absent).
+_ALIASES = {"tokens_in": ("input_tokens", "prompt_tokens"), "tokens_out": ("output_tokens", "completion_tokens"),
+            "cost": ("cost_usd",), "status": ("http_status", "status_code"), "latency_ms": ("duration_ms",)}
+
+
+def _alias(fields: dict[str, Any], column: str) -> Any:
+    for name in _ALIASES[column]:
+        v = fields.get(name)
+        if v is not None:
+            return v
+    return None
+
+
 def build_row(kind: str, fields: dict[str, Any], redactor: Redactor, ts: float | None = None) -> dict[str, Any]:
     """A row (without chain columns) from an emitted event. Never raises on odd input."""
     if ts is None:
@@ -144,11 +157,23 @@ def build_row(kind: str, fields: dict[str, Any], redactor: Redactor, ts: float |
         else:
             s = v if isinstance(v, str) else str(v)
             row[c] = text(s)[:1024]
-    for c in INT_COLUMNS:
-        row[c] = _int(fields.get(c))
-    for c in FLOAT_COLUMNS:
-        row[c] = _float(fields.get(c))
-    rest = {k: v for k, v in fields.items() if k not in _KNOWN and k != "ts"}
+    bad: dict[str, Any] = {}
+    for cols, conv in ((INT_COLUMNS, _int), (FLOAT_COLUMNS, _float)):
+        for c in cols:
+            v = fields.get(c)
+            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if v is not None and not numeric:
+                try:
+                    float(v)
+                    numeric = True
+                except (TypeError, ValueError):
+                    bad[c] = v               # e.g. a textual status: kept in data, not lost
+            if not numeric and c in _ALIASES:
+                v = _alias(fields, c)
+            row[c] = conv(v)
+    if not row["tokens"]:
+        row["tokens"] = row["tokens_in"] + row["tokens_out"]
+    rest = {k: v for k, v in fields.items() if (k not in _KNOWN or k in bad) and k != "ts"}
     if rest:
         data = orjson.dumps(redactor.value(rest), option=orjson.OPT_NON_STR_KEYS, default=str).decode()
         limit = redactor.preview_chars * 8

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import flowmeta
+from ..sessions import from_headers
 from .events import strip_query
 
 _MODEL_KINDS = ("openai", "anthropic")
@@ -49,6 +50,8 @@ def request_fields(flow, error: str | None = None) -> dict[str, Any]:
     if ident is not None:
         f.update(account=ident.account, flow=ident.flow, subject=ident.subject, agent=ident.agent,
                  session=ident.session, token_id=ident.token_id)
+    else:                               # refused before identity (bad token, ended session): keep the session
+        f["session"] = from_headers(req.headers)
     route = md.get(flowmeta.ROUTE)
     if route is not None:
         f.update(listener=route.listener, route_kind=route.kind, route_name=route.name)

@@ -17,10 +17,22 @@ import orjson
 
 log = logging.getLogger("airlock.sessions")
 
+# Client headers that name a session, in order of preference (the identity addon reads the same list).
+SESSION_HEADERS = ("x-airlock-session", "mcp-session-id", "x-session-id", "x-claude-code-session-id",
+                   "x-codex-session-id")
 ENDED_PREFIX = "session:ended:"
 ENDED_CHANNEL = "sessions:ended"
 _RECHECK_SECONDS = 1.0        # how long a "not ended" answer is trusted (pub/sub makes it faster)
 _MAX_CACHE = 100_000
+
+
+def from_headers(headers) -> str | None:
+    """The session id a request names in its headers, if any (at most 200 characters)."""
+    for name in SESSION_HEADERS:
+        v = headers.get(name)
+        if v:
+            return v[:200]
+    return None
 
 
 def ended_key(session_id: str) -> str:
@@ -120,7 +132,8 @@ class Sessions:
                    "model_calls": sum(1 for r in rows if r["kind"] == "request" and r["model"]),
                    "denied": sum(1 for r in rows if r["action"] == "deny" or r["status"] in (401, 403, 429)),
                    "approvals": sum(1 for r in rows if r["kind"].startswith("approval.")),
-                   "tokens": sum(int(r["tokens"]) for r in rows), "cost": round(sum(r["cost"] for r in rows), 6),
+                   "tokens": sum(int(r["tokens"]) for r in rows if r["kind"] == "request"),
+                   "cost": round(sum(r["cost"] for r in rows if r["kind"] == "request"), 6),
                    "first_ts": rows[0]["ts"] if rows else None, "last_ts": rows[-1]["ts"] if rows else None,
                    "ended": any(r["kind"] == "session_end" for r in rows)}
         return {"summary": summary, "timeline": rows}

@@ -1,4 +1,5 @@
 -- One row per runtime session (agent run), kept up to date from every event that names a session.
+-- Tokens and cost come from `request` rows only (metering's `usage` rows repeat them).
 CREATE TABLE IF NOT EXISTS sessions
 (
     session    String,
@@ -25,7 +26,7 @@ SELECT session,
        countIf(kind = 'request' AND route_kind = 'mcp') AS tool_calls,
        countIf(kind = 'request' AND model != '') AS model_calls,
        countIf(action = 'deny' OR status IN (401, 403, 429)) AS denied,
-       sum(tokens) AS tokens, sum(cost) AS cost,
+       sumIf(tokens, kind = 'request') AS tokens, sumIf(cost, kind = 'request') AS cost,
        max(kind = 'session_end') AS ended
 FROM events
 WHERE session != ''
