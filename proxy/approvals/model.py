@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from ..policy.secrets import redact as redact_values
+
 PENDING = "pending"
 APPROVED = "approved"
 DENIED = "denied"
@@ -35,9 +37,7 @@ REDACTED = "[redacted]"
 
 _SECRET_KEY = re.compile(r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|apikey|authori[sz]ation|"
                          r"credential|cookie|private[_-]?key|access[_-]?key|session[_-]?key|bearer)", re.I)
-_SECRET_VALUE = re.compile(r"(sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abpr]-[A-Za-z0-9-]{10,}|"
-                           r"AKIA[0-9A-Z]{16}|Bearer\s+[A-Za-z0-9._~+/=-]{12,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
-                           r"\.[A-Za-z0-9_-]{8,}|-----BEGIN [A-Z ]*PRIVATE KEY-----)")
+
 
 
 def new_id() -> str:
@@ -50,7 +50,8 @@ def norm_name(name: str | None) -> str:
 
 
 def redact(value: Any, _depth: int = 0) -> Any:
-    """A copy of tool arguments safe to show to approvers and to store: secrets replaced."""
+    """A copy of tool arguments safe to show to approvers and to store: values under secret-looking
+    keys and secret-looking strings anywhere are replaced."""
     if _depth > 32:
         return REDACTED
     if isinstance(value, dict):
@@ -59,7 +60,7 @@ def redact(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, list):
         return [redact(v, _depth + 1) for v in value]
     if isinstance(value, str):
-        return _SECRET_VALUE.sub(REDACTED, value)
+        return redact_values(value)         # the shared secret detector (API keys, tokens, JWTs, ...)
     return value
 
 

@@ -211,7 +211,7 @@ class ApprovalService:
             return EXPIRED
         if req.final:
             return req.state
-        if req.on_timeout == "approve":
+        if req.on_timeout in ("allow", "approve"):
             changed, state = await self.finish(approval_id, APPROVED, "timeout",
                                               "no decision in time; the workflow approves on timeout")
         else:

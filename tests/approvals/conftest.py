@@ -1,11 +1,6 @@
 """Fixtures for the approvals tests: both stores (real redis-server), a recording audit sink."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-
 import pytest
 
 from proxy.approvals.service import ApprovalService
@@ -14,46 +9,13 @@ from proxy.policy import Workflow
 from proxy.store.memory import MemoryStore
 from proxy.store.redis import RedisStore
 
-from approvals_helpers import WORKFLOWS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A real redis-server on a free port, started and stopped by the test."""
-
-    def __init__(self):
-        if not shutil.which("redis-server"):
-            pytest.skip("redis-server is not installed (apt-get install redis-server)")
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+from tests.approvals.approvals_helpers import WORKFLOWS
+from tests.harness import RedisServer, free_port  # noqa: F401 - re-exported for the tests here
 
 
 @pytest.fixture
-def redis_server():
+def own_redis():
+    """A redis-server of this test alone (tests that stop it mid-hold)."""
     srv = RedisServer().start()
     yield srv
     srv.stop()
@@ -93,12 +55,14 @@ async def store(request):
         yield s
         await s.close()
     else:
-        srv = RedisServer().start()
-        s = RedisStore(srv.url)
+        url = request.getfixturevalue("redis_url")
+        import redis
+        with redis.Redis.from_url(url) as r:
+            r.flushdb()
+        s = RedisStore(url)
         await s.start()
         yield s
         await s.close()
-        srv.stop()
 
 
 

@@ -20,7 +20,7 @@ from proxy.approvals.settings import Settings
 from proxy.policy import Workflow
 from proxy.store.memory import MemoryStore
 
-from conftest import _free_port
+from tests.harness import free_port as _free_port
 
 
 class Receiver:

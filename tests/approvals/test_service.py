@@ -12,7 +12,7 @@ from proxy.approvals.settings import Settings
 from proxy.policy import Workflow
 from proxy.store.redis import RedisStore
 
-from approvals_helpers import WORKFLOWS
+from tests.approvals.approvals_helpers import WORKFLOWS
 
 
 async def make(service, wf="one", **kw):
@@ -198,9 +198,9 @@ async def test_escalation_notifies_and_widens_approvers(store, audit):
         await svc.close()
 
 
-async def test_two_replicas_share_decisions(redis_server, audit):
+async def test_two_replicas_share_decisions(own_redis, audit):
     """A decision taken through one process's service releases a call held by another's."""
-    s1, s2 = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    s1, s2 = RedisStore(own_redis.url), RedisStore(own_redis.url)
     a = ApprovalService(s1, audit, Settings(sweep_seconds=0.1), workflows=WORKFLOWS.get)
     b = ApprovalService(s2, audit, Settings(sweep_seconds=0.1), workflows=WORKFLOWS.get)
     await a.start()
@@ -219,15 +219,15 @@ async def test_two_replicas_share_decisions(redis_server, audit):
         await s2.close()
 
 
-async def test_redis_down_mid_hold_fails_cleanly(redis_server, audit):
-    store = RedisStore(redis_server.url)
+async def test_redis_down_mid_hold_fails_cleanly(own_redis, audit):
+    store = RedisStore(own_redis.url)
     svc = ApprovalService(store, audit, Settings(sweep_seconds=0.1), workflows=WORKFLOWS.get)
     await svc.start()
     try:
         req = await svc.create(tool="t", server=None, workflow=WORKFLOWS["one"], subject="dev")
         waiter = asyncio.create_task(svc.wait(req.id, 25))
         await asyncio.sleep(0)
-        redis_server.stop()
+        own_redis.stop()
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(waiter, 20)
         assert audit.of("approval.error")
