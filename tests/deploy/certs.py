@@ -1,14 +1,17 @@
-"""A throwaway CA and server certificate for the TLS upstream that stands in for a provider."""
+"""A throwaway CA and server certificate, and the TLS upstream that stands in for a provider."""
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.upstreams import Upstream
 
 
 def _name(cn: str) -> x509.Name:
@@ -19,7 +22,8 @@ def make_ca_and_leaf(out: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
     """Write ca.pem, leaf.pem and leaf.key in ``out``; the leaf covers ``hosts`` (names or IPs)."""
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("test upstream CA")).issuer_name(_name("test upstream CA"))
+    ca_name = _name(f"test CA for {hosts[0]} {x509.random_serial_number() % 10**6}")
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
           .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -47,3 +51,22 @@ def make_ca_and_leaf(out: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
     paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return paths
+
+
+class BoundUpstream(Upstream):
+    """The replay upstream (tests.upstreams) over TLS, bound to a chosen address."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext):
+        super().__init__(tls=tls)
+        self._bind = (host, port)
+
+    async def _start(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        await super()._start(self._bind[1], self._bind[0])
+
+
+def start_tls_upstream(host: str, port: int, names: list[str], folder: Path) -> tuple[BoundUpstream, Path]:
+    """A running TLS replay upstream on host:port with a certificate for ``names``; returns it and its CA."""
+    ca, leaf, key = make_ca_and_leaf(folder, names)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(leaf, key)
+    return BoundUpstream(host, port, ctx).start(), ca

@@ -36,14 +36,15 @@ def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 class Netns:
-    def __init__(self, hosts: dict[str, str] | None = None):
+    def __init__(self, host_names: list[str] | None = None):
+        """``host_names`` resolve, inside the namespace, to the host end of the veth pair."""
         tag = secrets.token_hex(3)
         self.name = f"airlock-t-{tag}"
         self.veth_host, self.veth_ns = f"alh{tag}", f"aln{tag}"
         used = _sh("ip", "-4", "-o", "addr").stdout
         octet = next(n for n in (secrets.randbelow(250) + 1 for _ in range(64)) if f"10.250.{n}." not in used)
         self.host_ip, self.ns_ip = f"10.250.{octet}.1", f"10.250.{octet}.2"
-        self.hosts = dict(hosts or {})
+        self.host_names = list(host_names or [])
         self.etc = Path("/etc/netns") / self.name
 
     def open(self) -> "Netns":
@@ -57,8 +58,8 @@ class Netns:
             self.exec("ip", "addr", "add", f"{self.ns_ip}/30", "dev", self.veth_ns)
             self.exec("ip", "link", "set", self.veth_ns, "up")
             self.etc.mkdir(parents=True, exist_ok=True)
-            lines = ["127.0.0.1 localhost", "::1 localhost"] + [f"{ip} {name}" for name, ip in self.hosts.items()]
-            (self.etc / "hosts").write_text("\n".join(lines) + "\n")
+            names = " ".join(self.host_names)
+            (self.etc / "hosts").write_text(f"127.0.0.1 localhost\n::1 localhost\n{self.host_ip} {names}\n")
         except Exception:
             self.close()
             raise

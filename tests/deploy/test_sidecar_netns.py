@@ -10,10 +10,10 @@ The agent is configured with nothing but trust in Airlock's CA (CURL_CA_BUNDLE, 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import ssl
 import sys
 import tempfile
 from pathlib import Path
@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from proxy import ca_install
-from tests.deploy.certs import make_ca_and_leaf
+from tests.deploy.certs import start_tls_upstream
 from tests.deploy.netns import Netns, available
 from tests.harness import ROOT, Airlock, wait_until
-from tests.upstreams import Upstream, stream_bytes
+from tests.upstreams import stream_bytes
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
@@ -33,17 +33,7 @@ OTHER = "other.test"
 AGENT_UID = 65534
 RECORDING = "openai-chat-text-include-usage"
 PROVIDER_KEY = "sk-provider-secret-for-sidecar-test"
-
-
-class _BoundUpstream(Upstream):
-    """The replay upstream, bound to a given address (the host end of the veth pair)."""
-
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext):
-        super().__init__(tls=tls)
-        self._bind = (host, port)
-
-    async def _start(self, port: int = 0, host: str = "127.0.0.1") -> None:
-        await super()._start(self._bind[1], self._bind[0])
+SIDECAR_PORT = 15001
 
 
 @pytest.fixture
@@ -57,39 +47,30 @@ def public_dir():
 
 @pytest.fixture
 def pod(public_dir, tmp_path):
-    """(namespace, provider upstream, Airlock, upstream CA) with the sidecar rules applied."""
-    ns = Netns().open()
-    try:
-        ns.hosts = {PROVIDER: ns.host_ip, OTHER: ns.host_ip}
-        (ns.etc / "hosts").write_text(f"127.0.0.1 localhost\n{ns.host_ip} {PROVIDER} {OTHER}\n")
-        up_ca, leaf, key = make_ca_and_leaf(tmp_path / "upstream-tls", [PROVIDER, OTHER])
+    """(namespace, stand-in provider, Airlock, public dir) with the sidecar rules applied.
+    Torn down in reverse order even when a step fails."""
+    with contextlib.ExitStack() as stack:
+        ns = stack.enter_context(Netns(host_names=[PROVIDER, OTHER]))
+        upstream, up_ca = start_tls_upstream(ns.host_ip, 443, [PROVIDER, OTHER], tmp_path / "upstream-tls")
+        stack.callback(upstream.stop)
         shutil.copy(up_ca, public_dir / "upstream-ca.pem")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(leaf, key)
-        upstream = _BoundUpstream(ns.host_ip, 443, ctx).start()
-        sidecar_port = 15001
         config = {
-            "listen": {"gateway": None, "proxy": None, "sidecar": f"0.0.0.0:{sidecar_port}"},
+            "listen": {"gateway": None, "proxy": None, "sidecar": f"0.0.0.0:{SIDECAR_PORT}"},
             "providers": {"openai": {"base_url": f"https://{PROVIDER}/{RECORDING}/v1",
                                      "api_key_env": "OPENAI_API_KEY"}},
             "tls": {"ssl_insecure": True},     # the stand-in provider's certificate is self-signed
         }
         airlock = Airlock(config, env={"OPENAI_API_KEY": PROVIDER_KEY}, workdir=tmp_path / "airlock",
                           args=["--sidecar"])
+        stack.callback(airlock.stop)
         with ns.entered():                     # Airlock starts inside the pod's namespace
             airlock.start()
-        try:
-            ns.exec(sys.executable, "-m", "proxy.cli.main", "sidecar", "rules", "--agent-uid", str(AGENT_UID),
-                    "--proxy-port", str(sidecar_port), "--proxy-uid", "0", "--apply",
-                    env={"PYTHONPATH": str(ROOT)})
-            ca_install.write_bundle(airlock.ca_path, public_dir / "ca-bundle.pem")
-            shutil.copy(airlock.ca_path, public_dir / "airlock-ca.pem")
-            yield ns, upstream, airlock, public_dir
-        finally:
-            airlock.stop()
-            upstream.stop()
-    finally:
-        ns.close()
+        # what the init container of the Kubernetes example does
+        ns.exec(sys.executable, "-m", "proxy.cli.main", "sidecar", "rules", "--agent-uid", str(AGENT_UID),
+                "--proxy-port", str(SIDECAR_PORT), "--proxy-uid", "0", "--apply", env={"PYTHONPATH": str(ROOT)})
+        ca_install.write_bundle(airlock.ca_path, public_dir / "ca-bundle.pem")
+        shutil.copy(airlock.ca_path, public_dir / "airlock-ca.pem")
+        yield ns, upstream, airlock, public_dir
 
 
 CURL_CERT_UNTRUSTED = 60          # curl's exit code for "SSL certificate problem"
