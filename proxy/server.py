@@ -120,6 +120,30 @@ def modes(cfg: Config, sidecar: bool = False) -> list[str]:
     return out
 
 
+def check_ports(cfg: Config, sidecar: bool = False, reuse_port: bool = False) -> None:
+    """Fail fast, before anything starts, when a listener's address is taken."""
+    import socket
+    keys = ["gateway", "proxy", "admin"] + (["sidecar"] if sidecar else [])
+    for key in keys:
+        value = cfg.listen.get(key) or ("0.0.0.0:8082" if key == "sidecar" else None)
+        if not value:
+            continue
+        host, port = split_hostport(value, f"listen.{key}", cfg.source)
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                raise StartupError(f"listen.{key} {value}: {e.strerror or e}; stop the other process or pick "
+                                   f"another address (--{key} HOST:PORT or listen.{key} in {cfg.source})") from None
+
+
+class StartupError(Exception):
+    """A clear reason why Airlock cannot start (exit code 2)."""
+
+
 class _Started:
     """Last in the chain: its ``running`` hook fires once every listener is up."""
 
@@ -175,10 +199,16 @@ class Airlock:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        check_ports(self.cfg, self.sidecar, self.reuse_port)
         await self.start()
         for s in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(s, lambda: loop.create_task(self.stop()))
-        await self.master.run()
+        try:
+            await self.master.run()
+        finally:
+            if not self._stopping:               # start-up failed inside mitmproxy: still flush and close
+                self._stopping = True
+                await self._close_runtime()
         return 0
 
     def started(self) -> None:
@@ -223,13 +253,17 @@ class Airlock:
                 await asyncio.sleep(0.05)
         for t in self._tasks:
             t.cancel()
+        await self._close_runtime()
+        if m is not None:
+            m.shutdown()
+
+    async def _close_runtime(self) -> None:
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
+            self.admin_runner = None
         if self.rt is not None:
             await self.rt.audit.close()
             await self.rt.store.close()
-        if m is not None:
-            m.shutdown()
 
 
 def _redact_url(url: str | None) -> str:
@@ -248,5 +282,9 @@ def serve(cfg: Config, sidecar: bool = False, workers: int = 1) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("airlock").setLevel(logging.INFO)
     app = Airlock(cfg, sidecar=sidecar, workers=workers)
-    uvloop.run(app.run())
+    try:
+        uvloop.run(app.run())
+    except StartupError as e:
+        print(f"airlock: {e}", file=sys.stderr)
+        return 2
     return getattr(app, "exit_code", 0)

@@ -178,15 +178,18 @@ class Airlock:
 
         def ready():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"airlock exited with {self.proc.returncode}:\n{self.logs()}")
+                return "exited"
             r = httpx.get(self.admin_url + "/readyz", headers=self.admin_headers, timeout=1)
             return r.status_code == 200
 
         try:
-            wait_until(ready, timeout, "airlock /readyz")
+            state = wait_until(ready, timeout, "airlock /readyz")
         except Exception:
             self.stop()
             raise RuntimeError(f"airlock did not become ready:\n{self.logs()}") from None
+        if state == "exited":
+            self.stop()
+            raise RuntimeError(f"airlock exited with {self.returncode}:\n{self.logs()}")
         return self
 
     @property

@@ -100,5 +100,6 @@ def test_port_in_use_is_a_clear_start_up_error(tmp_path):
             pass
         wait_until(lambda: a.proc.poll() is not None, 30, "airlock to exit")
         assert a.proc.returncode != 0
-        assert "address already in use" in a.logs().lower() or "in use" in a.logs().lower()
+        assert "listen.gateway" in a.logs() and "already in use" in a.logs().lower()
+        assert a.proc.returncode == 2
         assert "Traceback" not in a.logs()
