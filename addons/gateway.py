@@ -16,7 +16,7 @@ from mitmproxy import http
 
 from proxy import errors, flowmeta
 from proxy.meter import admission, metrics
-from proxy.meter.record import usage_row
+from proxy.meter.record import audit_fields, usage_row
 from proxy.meter.stream import CALL
 from proxy.runtime import Runtime
 
@@ -72,7 +72,7 @@ class Gateway:
             row = usage_row(call, identity, "refused", http_status=refusal.status, reason=refusal.message)
             row["rule"] = refusal.rule
             flow.metadata[flowmeta.USAGE] = row
-            self.rt.audit.emit("usage", **row)
+            self.rt.audit.emit("usage", **audit_fields(row))
             return
         if flow.client_conn.timestamp_end is not None and call.admission is not None:
             await self.keeper.ledger.release(call.admission)   # the caller left while we reserved

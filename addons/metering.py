@@ -19,7 +19,7 @@ from mitmproxy import ctx, http
 
 from proxy import flowmeta
 from proxy.meter import metrics
-from proxy.meter.record import settle_values, usage_row
+from proxy.meter.record import audit_fields, settle_values, usage_row
 from proxy.meter.stream import CALL, StreamMeter
 from proxy.meter.usage import Usage, from_anthropic, from_openai
 from proxy.runtime import Runtime
@@ -118,7 +118,7 @@ class Metering:
         row = usage_row(call, identity, status, usage=usage, cost=cost, source=source,
                         http_status=flow.response.status_code if flow.response else None, reason=reason)
         flow.metadata[flowmeta.USAGE] = row
-        self.rt.audit.emit("usage", **row)
+        self.rt.audit.emit("usage", **audit_fields(row))
         metrics.CALLS.labels(call.provider, call.api, status).inc()
         if call.cut_reason:
             metrics.CUTS.labels(call.cut_reason).inc()

@@ -51,3 +51,12 @@ def settle_values(call: Call, response_model: str | None = None) -> tuple[Usage,
             if cost is not None:
                 break
     return usage, source, cost
+
+
+def audit_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The usage row as audit event fields: the audit table's typed ``status`` column is the HTTP
+    status, so the call's outcome (ok, cut, refused, ...) travels as ``outcome``."""
+    out = dict(row)
+    out["outcome"] = row["status"]
+    out["status"] = row.get("http_status")
+    return out

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
@@ -44,20 +43,25 @@ POLICY = {
 }
 
 
-def airlock_config(upstream_url: str, policy_path: Path, extra: dict | None = None) -> dict:
+def airlock_config(upstream_url: str, policy_path: Path, extra: dict | None = None,
+                   aimock_url: str | None = None) -> dict:
     providers = {name: {"base_url": f"{upstream_url}/{rec}" + ("/v1" if kind == "openai" else ""),
                         "kind": kind, "api_key_env": "TEST_PROVIDER_KEY"}
                  for name, (kind, rec) in RECORDED.items()}
+    if aimock_url:
+        providers["mock"] = {"base_url": f"{aimock_url}/v1", "kind": "openai", "api_key_env": "TEST_PROVIDER_KEY"}
+        providers["mockan"] = {"base_url": aimock_url, "kind": "anthropic", "api_key_env": "TEST_PROVIDER_KEY"}
     return {"providers": providers, "policies": [str(policy_path)],
             "gateway": {"min_output_tokens": 1}, **(extra or {})}
 
 
 @pytest.fixture(scope="module")
-def gw(replay_upstream, tmp_path_factory):
+def gw(replay_upstream, aimock, tmp_path_factory):
     work = tmp_path_factory.mktemp("gw")
     policy = work / "policy.yaml"
     policy.write_text(yaml.safe_dump(POLICY, sort_keys=False))
-    a = Airlock(airlock_config(replay_upstream.url, policy), env={"TEST_PROVIDER_KEY": "sk-test-provider"},
+    a = Airlock(airlock_config(replay_upstream.url, policy, aimock_url=aimock.url),
+                env={"TEST_PROVIDER_KEY": "sk-test-provider"},
                 workdir=work / "airlock")
     a.start()
     a.upstream = replay_upstream
@@ -75,3 +79,16 @@ def wait_spend(a: Airlock, budget: str, value: str, expect, unit: str = "tokens"
     """Poll the settled spend until ``expect(spend)`` holds (settlement runs after the response)."""
     return wait_until(lambda: expect(spend(a, budget, value, unit)) and spend(a, budget, value, unit) or None,
                       timeout, f"spend of {budget}/{value}")
+
+
+def usage_rows(a: Airlock, subject: str, n: int = 1, timeout: float = 30.0) -> list[dict]:
+    """The ``usage`` audit rows of ``subject`` once at least ``n`` are written (polls the admin query API)."""
+    sql = ("SELECT outcome, status, tokens_in, tokens_out, cost, model, provider, data FROM events "
+           "WHERE kind = 'usage' AND subject = {s:String} ORDER BY ts")
+
+    def rows():
+        r = a.admin("POST", "/v1/audit/query", {"sql": sql, "params": {"s": subject}})
+        r.raise_for_status()
+        got = r.json()["rows"]
+        return got if len(got) >= n else None
+    return wait_until(rows, timeout, f"{n} usage rows of {subject}")

@@ -2,11 +2,13 @@
 a client that disconnects mid-stream is still billed."""
 from __future__ import annotations
 
+import json
+
 import anthropic
 import httpx
 import openai
 
-from tests.gateway.conftest import spend, wait_spend
+from tests.gateway.conftest import usage_rows, wait_spend
 from tests.harness import wait_until
 
 
@@ -25,6 +27,9 @@ def test_chat_cut_ends_with_length_and_closes_upstream(gw):
     assert usage.completion_tokens >= len(content_chunks) - 1
     wait_until(lambda: gw.upstream.disconnects > before, 10, "the upstream to be closed")
     assert wait_spend(gw, "tight-tokens", "tight-chat", lambda s: s > 0) <= 60
+    (row,) = usage_rows(gw, "tight-chat")
+    data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"])
+    assert row["outcome"] == "cut" and data["cut_reason"] == "budget" and row["tokens_out"] > 20
 
 
 def test_chat_cut_without_include_usage_has_no_usage_chunk(gw):
@@ -87,3 +92,6 @@ def test_client_disconnect_mid_stream_is_billed(gw):
     # billed for what was generated: at least what we read, less than the whole answer
     billed = wait_spend(gw, "tokens-per-subject", "u-leaver", lambda s: s > 0)
     assert 14 <= billed < 177 + 20
+    (row,) = usage_rows(gw, "u-leaver")
+    assert row["outcome"] == "client_disconnected" and 14 <= row["tokens_out"] < 177
+    assert row["cost"] > 0
