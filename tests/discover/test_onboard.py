@@ -245,3 +245,27 @@ def test_restore_one_agent(tree, cfg, airlock):
     assert snapshot(home.parent) == before
     r = run_cli("agents", "restore", "--home", str(home))
     assert r.returncode == 0 and "nothing to restore" in r.stdout
+
+
+def test_unreachable_airlock_fails_before_writing_anything(tree, cfg, airlock):
+    from tests.harness import free_port
+    home, project = tree
+    before = snapshot(home.parent)
+    env = {**airlock.cli_env(), "AIRLOCK_ADMIN_URL": f"http://127.0.0.1:{free_port()}"}
+    p = run_cli("agents", "onboard", "--home", str(home), "--project", str(project), "-c", str(cfg), "--yes", env=env)
+    assert p.returncode != 0 and "cannot reach Airlock's admin API" in p.stderr and "Traceback" not in p.stderr
+    assert snapshot(home.parent) == before and not (home / ".airlock").exists()
+
+
+def test_symlinked_config_stays_a_symlink(tree, cfg, airlock, tmp_path):
+    home, project = tree
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    real = dotfiles / "config.yaml"
+    (home / ".hermes" / "config.yaml").rename(real)
+    (home / ".hermes" / "config.yaml").symlink_to(real)
+    original = real.read_bytes()
+    onboard(airlock, home, project, cfg, "--yes", "--agent", "hermes")
+    assert (home / ".hermes" / "config.yaml").is_symlink() and b"/mcp/github" in real.read_bytes()
+    run_cli("agents", "restore", "--home", str(home))
+    assert (home / ".hermes" / "config.yaml").is_symlink() and real.read_bytes() == original
