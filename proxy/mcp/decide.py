@@ -53,13 +53,15 @@ def _passes_with_justification(engine: Any, ctx: Any) -> bool:
     return again.action != "deny"
 
 
-def refusal(ev: Evaluated, tool: str) -> str | None:
+def refusal(ev: Evaluated, tool: str, approvals: bool = False) -> str | None:
+    """The text for the model; ``approvals``: an approvals component can take the call."""
     if ev.why is None:
         return None
     if ev.why == replies.MISSING_JUSTIFICATION:
         return replies.refusal_text(ev.decision, tool, replies.MISSING_JUSTIFICATION)
     if ev.why == "approval":
-        return replies.refusal_text(ev.decision, tool, replies.APPROVALS_UNAVAILABLE)
+        return replies.refusal_text(ev.decision, tool,
+                                    replies.APPROVAL_REQUIRED if approvals else replies.APPROVALS_UNAVAILABLE)
     return replies.refusal_text(ev.decision, tool)
 
 
@@ -89,3 +91,61 @@ def text_of(value: Any) -> str | None:
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     text = text.strip()
     return text or None
+
+
+# -- the /v1/check and tools/list services (admin API and `airlock mcp wrap` in process) ------------
+
+_STR_FIELDS = ("agent", "session", "server", "subject", "account", "flow", "justification", "source")
+
+
+async def check(rt: Any, watch: Any, body: Any) -> tuple[int, dict]:
+    """``POST /v1/check``: (HTTP status, answer). Bad input -> 400 with a message + audit event."""
+    from proxy.policy import CallContext
+
+    from .tools import JUSTIFICATION
+    problem = None
+    if not isinstance(body, dict):
+        problem = 'body must be a JSON object like {"tool": "bash", "args": {...}}'
+    elif not isinstance(body.get("tool"), str) or not body["tool"]:
+        problem = '"tool" (the tool name) is required'
+    elif body.get("args") is not None and not isinstance(body["args"], dict):
+        problem = '"args" must be a JSON object'
+    else:
+        problem = next((f'"{k}" must be a string' for k in _STR_FIELDS
+                        if body.get(k) is not None and not isinstance(body[k], str)), None)
+    if problem:
+        rt.audit.emit("check_invalid", reason=problem)
+        return 400, {"error": {"message": problem, "status": 400}}
+    tool = body["tool"]
+    args = dict(body.get("args") or {})
+    justification = text_of(body.get("justification")) or text_of(args.get(JUSTIFICATION))
+    args.pop(JUSTIFICATION, None)
+    server = body.get("server") or "native"
+    changed = server != "native" and await watch.is_changed(server, tool)
+    ctx = CallContext(tool=tool, server=server, args=args, agent=body.get("agent"), subject=body.get("subject"),
+                      account=body.get("account"), flow=body.get("flow"), session_id=body.get("session"),
+                      justification=justification, tool_changed=changed)
+    engine = rt.policy.engine
+    ev = evaluate(engine, ctx)
+    outcome = "allowed" if ev.why is None else ("approval_required" if ev.why == "approval" else "refused")
+    emit(rt.audit, ctx, ev, outcome, source=body.get("source") or "check", policy_version=engine.version)
+    out = ev.decision.as_dict()
+    out.update(refusal=refusal(ev, tool, approvals="approvals" in rt.services), tool_changed=changed,
+               latency_us=ev.latency_us, missing_justification=ev.why == replies.MISSING_JUSTIFICATION)
+    return 200, out
+
+
+async def tools_list(rt: Any, watch: Any, body: Any) -> tuple[int, dict]:
+    """Filter + annotate one tools/list result for ``server`` and record its tool hashes."""
+    from .tools import rewrite_result
+    if not isinstance(body, dict) or not isinstance(body.get("server"), str) \
+            or not isinstance(body.get("result"), dict):
+        msg = 'body must be {"server": NAME, "result": <tools/list result>}'
+        rt.audit.emit("check_invalid", reason=msg)
+        return 400, {"error": {"message": msg, "status": 400}}
+    server = body["server"]
+    result, originals, hidden = rewrite_result(body["result"], server, rt.policy.engine)
+    if hidden:
+        rt.audit.emit("tools_hidden", server=server, tools=hidden)
+    changed = await watch.observe(server, originals)
+    return 200, {"result": result, "hidden": hidden, "changed": changed}

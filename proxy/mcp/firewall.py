@@ -31,7 +31,6 @@ log = logging.getLogger("airlock.mcp")
 
 STATE = "airlock.mcp"            # FlowState of a governed MCP flow
 MCP_CALL = "airlock.mcp_call"    # a call handed to the approvals addon
-MODERN = "2026-07-28"
 
 try:
     from proxy.metrics import REFUSED as _REFUSED
@@ -88,7 +87,7 @@ class Firewall:
             return
         transport = "legacy_sse" if session else ("batch" if parsed.batch else "http")
         state = FlowState(route.name, session=session)
-        modern = req.headers.get("mcp-protocol-version", "") >= MODERN
+        modern = req.headers.get("mcp-protocol-version", "") >= jsonrpc.MODERN
         keep: list = []
         dirty = False
         forwardable = False
@@ -102,7 +101,8 @@ class Firewall:
                 (session.pending.__setitem__(msg.id, ("list", None)) if session else state.list_ids.add(msg.id))
             elif msg.is_call:
                 holdable = not parsed.batch and session is None
-                verdict, stripped = await self._call(flow, route, msg, modern or _modern(msg), holdable, transport)
+                verdict, stripped = await self._call(flow, route, msg, modern or jsonrpc.is_modern(msg),
+                                                     holdable, transport)
                 dirty |= stripped
                 if verdict.outcome in ("refused", "invalid"):
                     if holdable:
@@ -329,13 +329,6 @@ def _tail(state: FlowState) -> list[bytes]:
     state.extra.clear()
     state.replace.clear()
     return out
-
-
-def _modern(msg: jsonrpc.Message) -> bool:
-    """2026-07-28+ requests say their version in ``params._meta`` (results then need resultType)."""
-    meta = msg.params.get("_meta") if isinstance(msg.params, dict) else None
-    version = meta.get("io.modelcontextprotocol/protocolVersion") if isinstance(meta, dict) else None
-    return isinstance(version, str) and version >= MODERN
 
 
 def _session_header(flow) -> dict[str, str]:

@@ -18,6 +18,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
+MODERN = "2026-07-28"     # first stateless protocol version: results carry "resultType"
 MAX_DEPTH = 64            # nesting of tools/call arguments (CEL and redaction walk them)
 MAX_BATCH = 256           # elements in one batch
 _ID_TYPES = (str, int)
@@ -70,7 +71,8 @@ def classify(obj: Any) -> Message:
     rid = obj.get("id")
     if has_id and (isinstance(rid, bool) or not isinstance(rid, _ID_TYPES)):
         if not ("method" not in obj and rid is None and "error" in obj):   # error responses may carry id null
-            return Message("invalid", obj, error=(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer'))
+            return Message("invalid", obj,
+                           error=(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer'))
     if "method" in obj:
         method = obj["method"]
         if not isinstance(method, str) or not method:
@@ -149,6 +151,13 @@ def call_params(msg: Message) -> tuple[str, dict] | tuple[None, str]:
     if depth_exceeds(args):
         return None, f'"params.arguments" nests deeper than {MAX_DEPTH} levels'
     return name, args
+
+
+def is_modern(msg: Message) -> bool:
+    """2026-07-28+ requests name their version in ``params._meta`` (their results need resultType)."""
+    meta = msg.params.get("_meta") if isinstance(msg.params, dict) else None
+    version = meta.get("io.modelcontextprotocol/protocolVersion") if isinstance(meta, dict) else None
+    return isinstance(version, str) and version >= MODERN
 
 
 def error(rpc_id: Any, code: int, message: str, data: Any = None) -> dict:

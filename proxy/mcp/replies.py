@@ -12,6 +12,7 @@ from .jsonrpc import error as rpc_error  # noqa: F401  (re-exported: one home fo
 
 MISSING_JUSTIFICATION = "missing_justification"
 APPROVALS_UNAVAILABLE = "approvals_unavailable"
+APPROVAL_REQUIRED = "approval_required"
 
 
 def tool_result(rpc_id: Any, text: str, is_error: bool = True, structured: dict | None = None,
@@ -46,6 +47,10 @@ def refusal_text(decision: Any, tool: str | None = None, why: str | None = None)
                 f"Call {name} again with the same arguments plus a \"justification\" argument: one or two "
                 "sentences saying why this call is needed for the user's task. Justifications are reviewed "
                 "and audited.")
+    if why == APPROVAL_REQUIRED:
+        wf = _get(decision, "approval_workflow")
+        return (f"Airlock policy (rule {rule}) requires human approval{f' (workflow {wf})' if wf else ''} "
+                f"for {name}: {reason or 'risky call'}. Wait for a human to approve it, or ask the user.")
     if why == APPROVALS_UNAVAILABLE or _get(decision, "action") == "require_approval":
         wf = _get(decision, "approval_workflow")
         wf_text = f" (workflow {wf})" if wf else ""

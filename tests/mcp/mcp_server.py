@@ -1,14 +1,17 @@
 """A real MCP server (the official SDK's MCPServer) for the firewall tests.
 
 Usage: python mcp_server.py TRANSPORT PORT RECORD_FILE [json]
-TRANSPORT: streamable-http | sse. Every HTTP request body the server receives is appended
-to RECORD_FILE as one JSON line {"method", "path", "body"}, so tests can assert what the
-upstream saw (denied calls and the justification argument must never show up).
+TRANSPORT: streamable-http | sse | stdio (PORT ignored). Every HTTP request body (or stdin
+line) the server receives is appended to RECORD_FILE as one JSON line {"method", "path",
+"body"}, so tests can assert what the upstream saw (denied calls and the justification
+argument must never show up).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 
 import uvicorn
 from pydantic import BaseModel
@@ -93,8 +96,29 @@ class Recorder:
         return await self.app(scope, replay, send)
 
 
+def tee_stdin(path: str) -> None:
+    """Record every stdin line, then hand it on to the server through a pipe on fd 0."""
+    original = os.fdopen(os.dup(0), "rb", buffering=0)
+    r, w = os.pipe()
+    os.dup2(r, 0)
+
+    def pump():
+        for line in original:
+            with open(path, "a") as f:
+                f.write(json.dumps({"method": "STDIO", "path": "", "query": "",
+                                    "body": line.decode("utf-8", "replace").strip()}) + "\n")
+            os.write(w, line)
+        os.close(w)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
 def main() -> None:
     transport, port, record = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if transport == "stdio":
+        tee_stdin(record)
+        server.run("stdio")
+        return
     if transport == "sse":
         app = server.sse_app(host="127.0.0.1")
     else:
