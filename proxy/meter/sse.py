@@ -92,6 +92,6 @@ class SSESplitter:
             return [Event(rest, comment=True)]
         return [parse_event(rest)]
 
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
+    def pending_bytes(self) -> bytes:
+        """Bytes received but not yet returned as an event."""
+        return self._buf

@@ -10,6 +10,7 @@ closed.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,10 @@ from .prices import Rates
 from .responses import ResponsesParser
 from .sse import SSESplitter
 from .tokens import Counter
+from .metrics import FAILURES
 from .usage import Usage
+
+log = logging.getLogger(__name__)
 
 CALL = "airlock.gateway.call"      # flow.metadata key shared by addons.gateway and addons.metering
 
@@ -81,7 +85,7 @@ class StreamMeter:
     """The ``flow.response.stream`` callable for one model stream."""
 
     __slots__ = ("call", "parser", "splitter", "counter", "factor", "raw_output", "allowance", "on_cut",
-                 "cut", "events", "input_known", "margin")
+                 "cut", "events", "input_known", "margin", "broken")
 
     def __init__(self, call: Call, on_cut: Callable[[], None] | None = None) -> None:
         self.call = call
@@ -95,12 +99,25 @@ class StreamMeter:
         self.cut = False
         self.events = 0
         self.input_known = False
+        self.broken = False
         self.margin = int(self.factor + 0.999)   # cut before the next delta would pass the allowance
         call.meter = self
 
     def __call__(self, chunk: bytes):
         if self.cut:
             return [] if chunk else b""
+        if self.broken:
+            return chunk if chunk else b""
+        unsent = self.splitter.pending_bytes() + chunk
+        try:
+            return self._feed(chunk)
+        except Exception:   # a parser bug must not break the stream: forward the rest untouched
+            log.exception("metering: stream parser failed; forwarding the rest of this stream unmetered")
+            FAILURES.labels("stream_parse").inc()
+            self.broken = True
+            return unsent if unsent else ([] if chunk else b"")
+
+    def _feed(self, chunk: bytes):
         events = self.splitter.feed(chunk) if chunk else self.splitter.flush()
         if not events:
             return [] if chunk else b""

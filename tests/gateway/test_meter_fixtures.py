@@ -134,3 +134,31 @@ def test_usage_normalisation():
                         "output_tokens": 33})
     assert u == Usage(3 + 418 + 1111, 33, 1111, 418, 0)
     assert from_openai(None) is None and from_openai({"foo": 1}) is None
+
+
+def test_parser_failure_forwards_the_rest_untouched():
+    name = "openai-chat-text-include-usage.sse"
+    raw = (STREAMS / name).read_bytes()
+    call = Call(kind="openai", provider="p", api="chat", model="gpt-4o", stream=True)
+    meter = StreamMeter(call)
+
+    class Flaky:            # the real parser, failing on the 5th event
+        def __init__(self, inner):
+            self.inner, self.n = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def on_event(self, ev):
+            self.n += 1
+            if self.n == 5:
+                raise RuntimeError("parser bug")
+            return self.inner.on_event(ev)
+    meter.parser = Flaky(meter.parser)
+    out = []
+    for c in chunks(raw, random.Random(3)):
+        r = meter(c)
+        assert r != b""
+        out.append(r if isinstance(r, bytes) else b"".join(r))
+    out.append(meter(b""))
+    assert b"".join(out) == raw and meter.broken
