@@ -1,0 +1,36 @@
+"""The floor: a bare minimal mitmproxy Master in reverse mode, as the notes measured it
+(core, proxyserver, next_layer, tlsconfig; lazy connections; gc.freeze; uvloop)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import signal
+
+import uvloop
+from mitmproxy import options
+from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
+
+
+async def main(listen: int, upstream: str) -> None:
+    from proxy import mitm_patches
+    mitm_patches.apply()                  # same listen backlog as Airlock: compare like with like
+    opts = options.Options()
+    m = Master(opts)
+    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig())
+    opts.update(mode=[f"reverse:{upstream}@127.0.0.1:{listen}"], connection_strategy="lazy")
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(s, m.shutdown)
+    gc.collect()
+    gc.freeze()
+    await m.run()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--upstream", required=True)
+    a = ap.parse_args()
+    uvloop.run(main(a.port, a.upstream))

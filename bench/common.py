@@ -1,0 +1,154 @@
+"""Shared pieces of the benchmarks: pinned processes on loopback, wrk, medians, machine facts."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+CPUS = os.cpu_count() or 1
+# the proxy gets its own core; load generator and upstream share the other one
+PROXY_CPU = "1" if CPUS > 1 else "0"
+LOAD_CPU = "0"
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def pinned(cmd: list[str], cpu: str) -> list[str]:
+    return (["taskset", "-c", cpu] if shutil.which("taskset") and CPUS > 1 else []) + cmd
+
+
+@dataclass
+class Proc:
+    cmd: list[str]
+    port: int
+    cpu: str = PROXY_CPU
+    env: dict = field(default_factory=dict)
+    cwd: Path | None = None
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+
+    def __enter__(self) -> "Proc":
+        self.log = Path(tempfile.mkstemp(prefix="bench-", suffix=".log")[1])
+        self.proc = subprocess.Popen(pinned(self.cmd, self.cpu), env={**os.environ, **self.env}, cwd=self.cwd,
+                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.port, proc=self.proc)
+        except Exception:
+            self.__exit__()
+            raise RuntimeError(f"{self.cmd[:3]} did not start:\n{self.log.read_text()[-3000:]}") from None
+        return self
+
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_WRK_LUA = """
+wrk.method = "POST"
+wrk.body = io.open("{body}"):read("*a")
+wrk.headers["content-type"] = "application/json"
+{auth}
+"""
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(value: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    if not m:
+        return float("nan")
+    n, unit = float(m.group(1)), m.group(2)
+    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+
+
+def wrk(url: str, connections: int, seconds: float, body: bytes, token: str | None = None) -> WrkResult:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
+    (tmp / "body.json").write_bytes(body)
+    auth = f'wrk.headers["authorization"] = "Bearer {token}"' if token else ""
+    (tmp / "post.lua").write_text(_WRK_LUA.format(body=tmp / "body.json", auth=auth))
+    out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency",
+                                 "-s", str(tmp / "post.lua"), url], LOAD_CPU),
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs += int(non2xx.group(1)) if non2xx else 0
+    shutil.rmtree(tmp, ignore_errors=True)
+    return WrkResult(rps, _ms(lat.get("50", "nan")), _ms(lat.get("99", "nan")), errs)
+
+
+def median(values):
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    from importlib.metadata import version
+    return {"cpus": CPUS, "cpu": cpu, "python": platform.python_version(), "kernel": platform.release(),
+            "mitmproxy": version("mitmproxy"), "optimize": sys.flags.optimize,
+            "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("[")[0].strip()}
+
+
+def upstream() -> Proc:
+    """The JSON upstream (tests/upstreams.py on uvloop), on the load generator's core."""
+    port = free_port()
+    return Proc([PY, "-m", "tests.upstreams", "--port", str(port)], port, cpu=LOAD_CPU, cwd=ROOT)
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=2)
