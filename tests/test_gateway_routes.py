@@ -215,3 +215,26 @@ def test_admin_needs_the_token_except_healthz(gw):
     for path in ("/readyz", "/metrics", "/v1/keys"):
         assert httpx.get(gw.admin_url + path).status_code == 401
     assert httpx.get(gw.admin_url + "/v1/keys", headers={"authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_every_request_writes_an_audit_row_without_the_token(gw):
+    marker = "audit-row-probe"
+    assert httpx.post(f"{gw.gateway_url}/replay/v1/json/{marker}", json={}, headers=auth(gw)).status_code == 200
+    assert httpx.post(f"{gw.gateway_url}/replay/v1/json/{marker}-denied", json={},
+                      headers={"authorization": "Bearer nope"}).status_code == 401
+    from tests.harness import wait_until
+
+    def rows():
+        r = gw.admin("POST", "/v1/audit/query", {
+            "sql": f"SELECT * FROM events WHERE kind = 'request' AND path LIKE '%{marker}%' ORDER BY ts"})
+        assert r.status_code == 200, r.text
+        found = r.json()["rows"]
+        return found if len(found) == 2 else None
+
+    ok, denied = wait_until(rows, 30, "two request rows in the audit trail")
+    assert (ok["account"], ok["subject"], ok["agent"], ok["listener"], ok["route_kind"], ok["route_name"],
+            ok["status"]) == ("acme", "alice", "pytest", "gateway", "openai", "replay", 200)
+    assert ok["latency_ms"] > 0
+    assert denied["status"] == 401 and denied["outcome"] == "invalid_token" and denied["account"] == ""
+    everything = gw.admin("POST", "/v1/audit/query", {"sql": "SELECT * FROM events"}).text
+    assert gw.token not in everything and PROVIDER_KEY not in everything
