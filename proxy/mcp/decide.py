@@ -69,7 +69,7 @@ def emit(audit: Any, ctx: Any, ev: Evaluated, outcome: str, **extra: Any) -> Non
     """The ``decision`` audit row (arguments and justification redacted, truncated)."""
     d = ev.decision
     audit.emit("decision", tool=ctx.tool, server=ctx.server, action=d.action, rule=d.rule, reason=d.reason,
-               outcome=outcome, latency_us=ev.latency_us, account=ctx.account, subject=ctx.subject,
+               outcome=outcome, latency_us=ev.latency_us, latency_ms=ev.latency_us / 1000, account=ctx.account, subject=ctx.subject,
                agent=ctx.agent, session=ctx.session_id, flow=ctx.flow,
                justification=_redact(ctx.justification) if ctx.justification else None,
                justification_mode=d.justification, approval_workflow=d.approval_workflow,

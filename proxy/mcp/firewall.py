@@ -99,6 +99,8 @@ class Firewall:
                 continue
             if msg.kind == "request" and msg.method == "tools/list":
                 (session.pending.__setitem__(msg.id, ("list", None)) if session else state.list_ids.add(msg.id))
+            elif msg.is_call and self._airlock_tool(msg):
+                pass                                          # answered by another Airlock component
             elif msg.is_call:
                 holdable = not parsed.batch and session is None
                 verdict, stripped = await self._call(flow, route, msg, modern or jsonrpc.is_modern(msg),
@@ -128,6 +130,20 @@ class Firewall:
             flowmeta.set_request_json(flow, keep if parsed.batch else keep[0])
         if state.rewrites:
             flow.metadata[STATE] = state
+
+    def _airlock_tool(self, msg: jsonrpc.Message) -> bool:
+        """A tool that Airlock itself serves (e.g. the approvals status tool), when that part runs."""
+        svc = self.rt.services.get("approvals")
+        if svc is None or not isinstance(msg.params, dict):
+            return False
+        names = getattr(svc, "local_tools", None)
+        if names is None:
+            try:
+                from proxy.approvals.replies import STATUS_TOOL
+                names = (STATUS_TOOL,)
+            except ImportError:
+                names = ()
+        return msg.params.get("name") in names
 
     async def _call(self, flow, route, msg: jsonrpc.Message, modern: bool,
                     holdable: bool, transport: str) -> tuple[Verdict, bool]:

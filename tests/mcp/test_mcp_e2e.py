@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
 
 from tests.harness import Airlock, free_port, port_open, wait_until
@@ -171,3 +172,26 @@ def test_check_endpoint_for_native_tools(env):
     assert r.status_code == 400 and "tool" in r.json()["error"]["message"]
     r = a.admin("POST", "/v1/check", content=b"\xff not json")
     assert r.status_code == 400
+
+
+def test_explicit_proxy_mode(env):
+    """The same firewall when the agent uses Airlock as its HTTP(S) proxy (token as proxy password)."""
+    a, ups, token = env
+    up = ups["json_resp"]
+    before = len(up.calls())
+
+    async def main():
+        http = httpx2.AsyncClient(proxy=f"http://agent:{token}@{a.config['listen']['proxy']}",
+                                  timeout=httpx2.Timeout(30, read=300))
+        async with Client(streamable_http_client(f"http://127.0.0.1:{up.port}/mcp", http_client=http),
+                          mode="legacy") as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "secret_admin" not in names and "echo" in names
+            r = await c.call_tool("echo", {"text": "via proxy", "justification": "proxy test"})
+            assert not r.is_error and text(r) == "via proxy"
+            r = await c.call_tool("delete_repo", {"name": "x"})
+            assert r.is_error and "no-delete" in text(r)
+
+    anyio.run(main)
+    calls = up.calls()[before:]
+    assert [c["name"] for c in calls] == ["echo"] and calls[0]["arguments"] == {"text": "via proxy"}
