@@ -116,3 +116,10 @@ def test_bundle_keeps_the_system_cas_and_adds_airlocks(tmp_path):
     ca_install.write_bundle(airlock_ca, out, base=system_ca)          # unchanged: not rewritten
     assert out.stat().st_mtime_ns == before
     assert oct(out.stat().st_mode & 0o777) == "0o644"
+
+
+def test_cli_install_with_a_missing_ca_fails_cleanly(tmp_path):
+    from tests.harness import run_cli
+    res = run_cli("ca", "install", "--ca", str(tmp_path / "missing.pem"))
+    assert res.returncode == 1
+    assert "no such file" in res.stderr and "Traceback" not in res.stderr

@@ -34,6 +34,13 @@ AGENT_UID = 65534
 RECORDING = "openai-chat-text-include-usage"
 PROVIDER_KEY = "sk-provider-secret-for-sidecar-test"
 SIDECAR_PORT = 15001
+POLICY = """
+version: "1.0"
+defaults: {action: allow, justification: none}
+models:
+  - match: {account: acme}
+    allow: ["gpt-4o"]
+"""
 
 
 @pytest.fixture
@@ -54,8 +61,11 @@ def pod(public_dir, tmp_path):
         upstream, up_ca = start_tls_upstream(ns.host_ip, 443, [PROVIDER, OTHER], tmp_path / "upstream-tls")
         stack.callback(upstream.stop)
         shutil.copy(up_ca, public_dir / "upstream-ca.pem")
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(POLICY)
         config = {
             "listen": {"gateway": None, "proxy": None, "sidecar": f"0.0.0.0:{SIDECAR_PORT}"},
+            "policies": [str(policy)],
             "providers": {"openai": {"base_url": f"https://{PROVIDER}/{RECORDING}/v1",
                                      "api_key_env": "OPENAI_API_KEY"}},
             "tls": {"ssl_insecure": True},     # the stand-in provider's certificate is self-signed
@@ -87,9 +97,9 @@ def agent_curl(ns: Netns, url: str, *args: str, ca: Path) -> tuple[int, str]:
     return int(status), body
 
 
-def chat(token: str | None) -> list[str]:
+def chat(token: str | None, model: str = "gpt-4o") -> list[str]:
     args = ["-X", "POST", "-H", "content-type: application/json",
-            "-d", json.dumps({"model": "gpt-4o", "stream": True, "stream_options": {"include_usage": True},
+            "-d", json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
                               "messages": [{"role": "user", "content": "hi"}]})]
     if token:
         args += ["-H", f"authorization: Bearer {token}"]
@@ -120,6 +130,10 @@ def test_agent_https_call_is_intercepted_decided_and_audited(pod):
     status, body = agent_curl(ns, url, *chat("alk_0000000000000000_forgedforgedforgedforged"),
                               ca=public / "ca-bundle.pem")
     assert status == 401, body
+    # ... and so is a model the policy does not allow for this account
+    status, body = agent_curl(ns, url, *chat(token, model="o1-preview"), ca=public / "ca-bundle.pem")
+    assert status == 403, body
+    assert json.loads(body)["error"]["code"] == "model_not_allowed"
     assert len(upstream.requests) == before
 
     # 3. the agent cannot skip Airlock: trusting only the provider's real CA fails, because the
@@ -129,15 +143,18 @@ def test_agent_https_call_is_intercepted_decided_and_audited(pod):
 
     # 4. audited: one row per call, on the sidecar listener, without the token or the provider key
     with ns.entered():
-        rows = wait_until(lambda: _sidecar_rows(airlock, 3), 30, "3 sidecar audit rows")
-    assert [r["status"] for r in rows] == [200, 401, 401], rows
+        rows = wait_until(lambda: _sidecar_rows(airlock, 4), 30, "4 sidecar audit rows")
+    rows = rows[:4]     # in call order; a refused TLS handshake (step 3) sends no request to audit
+    assert [r["status"] for r in rows] == [200, 401, 401, 403], rows
     ok = rows[0]
     assert (ok["account"], ok["agent"], ok["route_kind"], ok["route_name"]) == \
         ("acme", "sidecar-agent", "openai", "openai"), ok
     assert ok["path"] == "/chat/completions"
-    assert all(r["outcome"] == "invalid_token" for r in rows[1:]), rows
-    text = json.dumps(rows, default=str)
-    assert token not in text and PROVIDER_KEY not in text
+    assert [r["outcome"] for r in rows[1:]] == ["invalid_token", "invalid_token", "model_not_allowed"], rows
+    with ns.entered():
+        everything = airlock.admin("POST", "/v1/audit/query", {"sql": "SELECT * FROM events"}).text
+    assert '"sidecar"' in everything
+    assert token not in everything and PROVIDER_KEY not in everything
 
 
 def test_ungoverned_hosts_and_other_users_pass_through(pod):
