@@ -20,7 +20,7 @@ def _load(paths: list[str]):
     except PolicyError as e:
         for err in e.errors:
             typer.echo(f"airlock: {err._one()}", err=True)
-        fail(f"{len(e.errors)} error(s) in the policy: fix them (airlock policy validate shows them all)", 1)
+        fail(f"{len(e.errors)} error(s) in the policy: fix the error(s) above", 1)
 
 
 def _policy_paths(policy: Optional[List[str]]) -> list[str]:

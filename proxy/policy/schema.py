@@ -86,6 +86,8 @@ class _Checker:
         for k in required:
             if k not in value:
                 self.err(value.line, f"{where} is missing required key {k!r}", f"add `{k}:`")
+            elif value[k] is None or value[k] == "":
+                self.err(value.line_of(k), f"{where}.{k} is empty", f"give `{k}:` a value")
         return value
 
     def items(self, doc: LMap, key: str, where: str) -> list[tuple[int, Any, int | None]]:
@@ -248,7 +250,8 @@ def _tools(c: _Checker, top: LMap, doc: PolicyDoc) -> None:
         if name is None:
             continue
         if not name.strip():
-            c.err(t.line_of("name"), f"{where}.name is empty", 'use a tool name or a glob like "github.*"')
+            if name:
+                c.err(t.line_of("name"), f"{where}.name is blank", 'use a tool name or a glob like "github.*"')
             continue
         if (name, source) in seen:
             c.err(t.line_of("name"), f"duplicate tool {name!r}"
@@ -285,13 +288,8 @@ def _condition(c: _Checker, doc: PolicyDoc, raw: Any, line: int | None, where: s
     justification = c.get(m, "justification", where, "str", choices=JUSTIFICATION_MODES)
     description = c.get(m, "description", where, "str")
     expr = c.get(m, "expression", where, "str")
-    if expr is None:
-        if "expression" in m and m["expression"] is not None:
-            return None           # wrong type, already reported
-        if "expression" in m:
-            c.err(m.line_of("expression"), f"{where}.expression is empty",
-                  "write a CEL boolean, e.g. \"args.command.contains('rm -rf')\"")
-        return None
+    if not expr:
+        return None               # missing, empty or wrong type: already reported
     try:
         program = compile_expression(expr)
     except CelError as e:

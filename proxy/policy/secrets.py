@@ -86,4 +86,6 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return [redact(v, _depth + 1) for v in value]
     if isinstance(value, tuple):
         return tuple(redact(v, _depth + 1) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return type(value)(redact(v, _depth + 1) for v in value)
     return value

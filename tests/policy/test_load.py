@@ -224,3 +224,17 @@ def test_gateway_section_errors(snippet, needle):
 def test_yaml_booleans_where_a_string_belongs_get_a_quoting_hint():
     [err] = errors("tools:\n  - {id: off, name: x}\n")
     assert "must be a string, not a boolean" in err.message and "quote" in err.hint
+
+
+@pytest.mark.parametrize("snippet, line", [
+    ("tools:\n  - name:\n    action: deny\n", 2),
+    ("tools:\n  - name: ''\n", 2),
+    ("tools:\n  - name: '  '\n", 2),
+    ("tools:\n  - name: t\n    conditions:\n      - expression:\n        action: deny\n", 4),
+    ("tools:\n  - name: t\n    conditions:\n      - {expression: 'true', action: }\n", 4),
+    ("approval_workflows:\n  - name: null\n", 2),
+])
+def test_empty_required_values_are_errors_not_silently_dropped(snippet, line):
+    errs = errors(snippet)
+    assert any(e.line == line and ("empty" in e.message or "blank" in e.message) for e in errs), \
+        [str(e) for e in errs]

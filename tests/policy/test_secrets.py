@@ -55,3 +55,9 @@ def test_deep_nesting_never_crashes():
         v = [v]
     assert find_secrets(v) == ["aws_access_key_id"]
     assert not has_secret(redact(v))
+
+
+def test_sets_are_scanned_and_redacted():
+    v = {"s": {SAMPLES["aws_access_key_id"], "plain"}}
+    assert find_secrets(v) == ["aws_access_key_id"]
+    assert redact(v) == {"s": {"[REDACTED:aws_access_key_id]", "plain"}}
