@@ -45,7 +45,7 @@ def routes(rt) -> list[web.RouteDef]:
         if state not in (*STATES, "all"):
             return _err(400, f"state must be one of {', '.join(STATES)} or all")
         try:
-            limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+            limit = max(1, min(20000, int(request.query.get("limit", "100"))))
         except ValueError:
             return _err(400, "limit must be a number")
         reqs = await gate.service.list(None if state == "all" else state, limit)

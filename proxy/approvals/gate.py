@@ -111,22 +111,27 @@ class Gate:
             flow.metadata[RELAYED] = True
             self._track(flow, req.id)       # the responder holds it; a disconnect still cancels
             return
-        self._track(flow, req.id)
+        rid, left = req.id, req.seconds_left()
+        del req                                                 # keep held frames small (10,000 at once)
+        fields.clear()
+        self._track(flow, rid)
         metrics.HELD.inc()
         try:
-            state = await self.service.wait(req.id, req.seconds_left())
+            state = await self.service.wait(rid, left)
         finally:
             metrics.HELD.dec()
-            self._untrack(flow, req.id)
+            self._untrack(flow, rid)
         if flow.client_conn.timestamp_end is not None:          # the client went away: never forwarded
-            self.spawn(self.service.cancel(req.id, "client disconnected while held"))
+            self.spawn(self.service.cancel(rid, "client disconnected while held"))
             flow.metadata[flowmeta.OUTCOME] = "approval_client_gone"
             return
         metrics.DECIDED.labels(state).inc()
         if state == APPROVED:
             flow.metadata[FORWARDED] = True
             return                                              # forwarded; outcome set in response()
-        final = await self.service.get(req.id) or req
+        final = await self.service.get(rid)
+        if final is None:
+            raise ApprovalError(f"approval request {rid} vanished from the store")
         flow.metadata[flowmeta.OUTCOME] = f"approval_{final.state}"
         flow.response = replies.respond(flow, replies.refusal(call["rpc_id"], final, modern))
 

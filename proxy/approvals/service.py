@@ -23,11 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 
 from . import scripts
 from .model import (APPROVE, APPROVED, CANCELLED, DENY, EXPIRED, FINAL, KEY_PREFIX, PENDING,
-                    ApprovalRequest, new_id, norm_name)
+                    ApprovalRequest, compact_json, new_id, norm_name)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -185,7 +184,7 @@ class ApprovalService:
         if decision not in (APPROVE, DENY) or not who or len(who) > 200:
             return VoteResult("invalid", "", await self.get(approval_id))
         now = time.time()
-        doc = orjson.dumps({"approver": approver.strip(), "decision": decision,
+        doc = compact_json({"approver": approver.strip(), "decision": decision,
                             "comment": (comment or "")[:2000], "time": now, "via": via})
         status, state = scripts.pair(await self.store.eval(
             scripts.VOTE, [KEY_PREFIX + approval_id], [who, decision, doc, repr(now)]))
@@ -275,6 +274,11 @@ class ApprovalService:
                 if not f.done():
                     f.set_exception(exc)
 
+    async def _state(self, approval_id: str) -> str | None:
+        fields = await self.store.hgetall(KEY_PREFIX + approval_id)
+        raw = fields.get("state")
+        return raw.decode() if raw else None
+
     async def wait(self, approval_id: str, timeout: float) -> str:
         """The final state of a request: decided, or expired when ``timeout`` passes.
 
@@ -283,11 +287,11 @@ class ApprovalService:
         futs = self._waiters.setdefault(approval_id, set())
         futs.add(fut)
         try:
-            req = await self.get(approval_id)          # a decision published before we listened
-            if req is None:
+            state = await self._state(approval_id)     # a decision published before we listened
+            if state is None:
                 raise ApprovalError(f"approval request {approval_id} vanished from the store")
-            if req.final:
-                return req.state
+            if state in FINAL:
+                return state
             try:
                 async with asyncio.timeout(max(0.0, timeout)):
                     return await fut
@@ -348,9 +352,9 @@ class ApprovalService:
             ids = list(itertools.islice(self._recheck, n))
         for rid in ids:
             if rid in self._waiters:
-                req = await self.get(rid)
-                if req is not None and req.final:
-                    self._on_message(CHANNEL + rid, req.state.encode())
+                state = await self._state(rid)
+                if state in FINAL:
+                    self._on_message(CHANNEL + rid, state.encode())
 
     async def _escalate(self, approval_id: str, step: int) -> None:
         req = await self.get(approval_id)

@@ -1,0 +1,245 @@
+"""Approvals bench: many MCP calls held at once by a real ``airlock run`` process.
+
+Measures, against a local JSON-RPC upstream:
+  * RSS of the Airlock process with N calls held at once (goal: 10,000 in <= 200 MB);
+  * decision-to-release latency: admin ``approve`` sent -> the held client has its answer
+    (sequential samples, p50/p99; goal p99 <= 20 ms);
+  * requests/s of unheld calls (keep-alive clients) without holds and with N holds
+    (goal: within 10%).
+
+Usage: .venv/bin/python -m bench.approvals_hold [--holds 10000] [--seconds 5] [--redis URL] [--write]
+``run()`` returns the figures as a dict; ``--write`` records them in bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness import Airlock, free_port  # noqa: E402
+
+POLICY = """version: "1.0"
+defaults: {action: allow}
+approval_workflows:
+  - {name: bench, timeout_seconds: 1800}
+tools:
+  - {id: hold-me, name: hold_me, action: require_approval, approval_workflow: bench}
+"""
+
+
+async def upstream(port: int) -> web.AppRunner:
+    async def mcp(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"jsonrpc": "2.0", "id": body.get("id"),
+                                  "result": {"content": [{"type": "text", "text": "ok"}], "isError": False}})
+    app = web.Application()
+    app.router.add_post("/mcp", mcp)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+    return runner
+
+
+def request_bytes(port: int, token: str, rpc_id: int, tool: str, args: dict) -> bytes:
+    body = json.dumps({"jsonrpc": "2.0", "id": rpc_id, "method": "tools/call",
+                       "params": {"name": tool, "arguments": args}}).encode()
+    head = (f"POST /mcp/up HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    if m:
+        return status, await reader.readexactly(int(m.group(1)))
+    body = b""
+    while True:                                        # chunked
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        chunk = await reader.readexactly(size + 2)
+        if size == 0:
+            return status, body
+        body += chunk[:-2]
+
+
+async def throughput(port: int, token: str, seconds: float, conns: int = 16) -> float:
+    count = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal count
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = 0
+        try:
+            while time.perf_counter() < stop:
+                i += 1
+                writer.write(request_bytes(port, token, i, "echo", {"w": w, "i": i}))
+                status, _ = await read_response(reader)
+                if status == 200:
+                    count += 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(conns)))
+    return count / (time.perf_counter() - t0)
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
+    return rss, hwm
+
+
+async def held_gauge(admin: httpx.AsyncClient) -> float:
+    text = (await admin.get("/metrics")).text
+    m = re.search(r"^airlock_approvals_held (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+async def _run(holds: int, seconds: float, redis: str | None) -> dict:
+    up_port = free_port()
+    runner = await upstream(up_port)
+    tmp = Path(tempfile.mkdtemp(prefix="airlock-bench-approvals-"))
+    (tmp / "policy.yaml").write_text(POLICY)
+    cfg = {"policies": [str(tmp / "policy.yaml")], "limits": {"drain_seconds": 1},
+           "mcp_servers": {"up": {"url": f"http://127.0.0.1:{up_port}/mcp"}},
+           "approvals": {"max_hold_seconds": 1800}}
+    if redis:
+        cfg["store"] = {"redis": redis}
+    a = Airlock(cfg, workdir=tmp / "airlock")
+    await asyncio.to_thread(a.start)
+    out: dict = {"holds": holds, "store": "redis" if redis else "memory"}
+    try:
+        port = int(a.gateway_url.rsplit(":", 1)[1])
+        admin = httpx.AsyncClient(base_url=a.admin_url, headers=a.admin_headers, timeout=120,
+                                  limits=httpx.Limits(max_connections=64))
+        token = (await admin.post("/v1/keys", json={"account": "bench", "subject": "bench-agent"})).json()["token"]
+        await throughput(port, token, 1.0)                                        # warm up
+        out["rps_no_holds"] = round(await throughput(port, token, seconds), 1)
+        out["rss_mb_before"] = round(rss_mb(a.proc.pid)[0], 1)
+
+        answers: dict[int, asyncio.Future] = {}
+        loop = asyncio.get_running_loop()
+
+        async def held(n: int) -> None:
+            fut = answers[n]
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(request_bytes(port, token, n, "hold_me", {"n": n}))
+                status, body = await read_response(reader)
+                fut.set_result((time.perf_counter(), status, body))
+                writer.close()
+            except Exception as e:                                              # counted, never silent
+                if not fut.done():
+                    fut.set_result((time.perf_counter(), 0, repr(e).encode()))
+
+        t_open = time.perf_counter()
+        tasks = []
+        for n in range(holds):
+            answers[n] = loop.create_future()
+            tasks.append(loop.create_task(held(n)))
+            if n % 200 == 199:
+                await asyncio.sleep(0.05)                                       # ramp, don't SYN-flood
+        deadline = time.monotonic() + 600
+        while await held_gauge(admin) < holds and time.monotonic() < deadline:
+            early = sum(1 for f in answers.values() if f.done())
+            if early:
+                raise RuntimeError(f"{early} held calls were answered before any decision")
+            await asyncio.sleep(0.5)
+        out["seconds_to_hold_all"] = round(time.perf_counter() - t_open, 1)
+        out["held"] = await held_gauge(admin)
+        rss, hwm = rss_mb(a.proc.pid)
+        out["rss_mb_held"] = round(rss, 1)
+        out["rss_mb_peak"] = round(hwm, 1)
+        out["rss_kb_per_held_call"] = round((rss - out["rss_mb_before"]) * 1024 / max(1, holds), 1)
+        out["rps_with_holds"] = round(await throughput(port, token, seconds), 1)
+        out["rps_ratio"] = round(out["rps_with_holds"] / out["rps_no_holds"], 3)
+
+        pending = (await admin.get("/v1/approvals", params={"limit": holds})).json()["approvals"]
+        ids = {p["arguments"]["n"]: p["id"] for p in pending}
+        out["pending_listed"] = len(ids)
+        lat = []
+        sample = list(range(0, holds, max(1, holds // 300)))[:300]
+        for n in sample:
+            t0 = time.perf_counter()
+            r = await admin.post(f"/v1/approvals/{ids[n]}/approve", json={"approver": "bench-human"})
+            assert r.status_code == 200, r.text
+            t_end, status, _ = await asyncio.wait_for(answers[n], 30)
+            assert status == 200
+            lat.append((t_end - t0) * 1000)
+        lat.sort()
+        out["release_ms_p50"] = round(statistics.median(lat), 2)
+        out["release_ms_p99"] = round(lat[int(len(lat) * 0.99) - 1], 2)
+        out["release_ms_max"] = round(lat[-1], 2)
+
+        sem = asyncio.Semaphore(32)
+
+        async def deny(n: int) -> None:
+            async with sem:
+                await admin.post(f"/v1/approvals/{ids[n]}/deny", json={"approver": "bench-human"})
+        rest = [n for n in range(holds) if n not in set(sample)]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(deny(n) for n in rest))
+        results = await asyncio.wait_for(asyncio.gather(*(answers[n] for n in rest)), 300)
+        out["deny_all_seconds"] = round(time.perf_counter() - t0, 1)
+        out["denied_answers_ok"] = sum(1 for _, st, body in results if st == 200 and b"denied" in body)
+        out["client_errors"] = sum(1 for _, st, _ in results if st == 0)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await admin.aclose()
+    finally:
+        await asyncio.to_thread(a.stop)
+        await runner.cleanup()
+    return out
+
+
+def run(holds: int = 10_000, seconds: float = 5.0, redis: str | None = None) -> dict:
+    import uvloop
+    return uvloop.run(_run(holds, seconds, redis))
+
+
+def write_results(res: dict) -> None:
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start, end = "<!-- approvals_hold:start -->", "<!-- approvals_hold:end -->"
+    rows = "\n".join(f"| {k} | {v} |" for k, v in res.items())
+    cpus = os.cpu_count()
+    block = (f"{start}\n## Approvals: held calls (`bench/approvals_hold.py`)\n\n"
+             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cpus} shared vCPUs (other work running), "
+             f"Airlock `airlock run` as a subprocess, bench client + upstream in one other process.\n"
+             "Goals: 10,000 held in <= 200 MB RSS; release p99 <= 20 ms; rps_ratio >= 0.9.\n\n"
+             f"| metric | value |\n|---|---|\n{rows}\n{end}")
+    if start in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--holds", type=int, default=10_000)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--redis", default=None, help="redis://... to use a Redis store (default: in-process)")
+    p.add_argument("--write", action="store_true", help="record the figures in bench/RESULTS.md")
+    args = p.parse_args()
+    result = run(args.holds, args.seconds, args.redis)
+    print(json.dumps(result, indent=2))
+    if args.write:
+        write_results(result)
