@@ -112,7 +112,8 @@ def onboard(home: Optional[Path] = HOME, project: Optional[Path] = PROJECT,
     def run(dry: bool):
         try:
             return do_onboard(h, p, cfg_path, agents=only, gateway=gateway_url, airlock=_airlock_bin(),
-                              global_args=global_args, mint=mint, dry_run=dry, move_secrets=move_secrets)
+                              global_args=global_args, mint=mint, dry_run=dry, move_secrets=move_secrets,
+                              account=acct)
         except (OnboardError, DocError, ValueError) as e:
             fail(str(e))
 

@@ -28,6 +28,8 @@ class Ctx:
     airlock: str                              # absolute path of the airlock CLI
     global_args: list[str]                    # e.g. ["-c", "/abs/airlock.yaml"]: where wrap/hook find Airlock
     register: Callable[[str, Server, dict[str, str]], str | None]   # -> name under Airlock's /mcp/
+    agent: str = ""                           # passed to ``mcp wrap --agent`` for policy and audit
+    account: str | None = None
     warnings: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
 
@@ -53,7 +55,9 @@ class Ctx:
         return any(head[i:i + 2] == ["mcp", "wrap"] for i in range(len(head)))
 
     def wrap_args(self, name: str, command: str, args: list) -> list[str]:
-        return [*self.global_args, "mcp", "wrap", "--server", name, "--", command, *[str(a) for a in args]]
+        who = ["--agent", self.agent] if self.agent else []
+        who += ["--account", self.account] if self.account else []
+        return [*self.global_args, "mcp", "wrap", "--server", name, *who, "--", command, *[str(a) for a in args]]
 
     def hook_command(self, kind: str) -> str:
         return " ".join(shlex.quote(x) for x in [self.airlock, *self.global_args, "hook", kind])

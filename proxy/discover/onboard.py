@@ -112,7 +112,7 @@ def _run(agent: Agent, home: Path, project: Path | None, ctx: Ctx):
 def onboard(home: Path, project: Path | None, config_path: Path, *, agents: list[str] | None = None,
             gateway: str | None = None, airlock: str, global_args: list[str],
             mint: Callable[[str], str] | None = None, dry_run: bool = False,
-            move_secrets: bool = False) -> tuple[list[AgentResult], list[str]]:
+            move_secrets: bool = False, account: str | None = None) -> tuple[list[AgentResult], list[str]]:
     """Returns (per-agent results, diffs of Airlock's own config)."""
     unknown = [a for a in agents or [] if a not in AGENTS]
     if unknown:
@@ -129,7 +129,7 @@ def onboard(home: Path, project: Path | None, config_path: Path, *, agents: list
             continue
         res = AgentResult(name, warnings=list(load_warnings))
         ctx = Ctx(gateway=gw, token=PLACEHOLDER_TOKEN, airlock=airlock, global_args=global_args,
-                  register=lambda a, s, h, w=res.warnings: cfg.register(a, s, h, w))
+                  register=lambda a, s, h, w=res.warnings: cfg.register(a, s, h, w), agent=name, account=account)
         existing = agent.existing_token(files, ctx)
         ctx.token = existing or PLACEHOLDER_TOKEN
         ctx.warnings = res.warnings

@@ -3,6 +3,8 @@
 * a Claude Code remote MCP entry, rewritten by ``airlock agents onboard``, used as written (URL +
   Authorization header) by the official ``mcp`` SDK: allowed calls reach the real upstream, denied
   ones are refused by Airlock's policy;
+* a stdio entry, rewritten to ``airlock mcp wrap ... -- <original command>``, spawned as Claude Code
+  would (the SDK's stdio client with the entry's command, args and env): same policy decisions;
 * the Claude Code PreToolUse hook onboard installs, run exactly as Claude Code runs it (a shell
   command, hook JSON on stdin), answers from Airlock's ``/v1/check``.
 """
@@ -17,7 +19,7 @@ import anyio
 import httpx
 import pytest
 
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.harness import Airlock, free_port, port_open, run_cli, wait_until
@@ -116,3 +118,29 @@ def test_installed_pretooluse_hook_asks_airlock(onboarded, airlock):
         out["hookSpecificOutput"]["permissionDecisionReason"]
     out = run_hook(command, {"not": "a hook"}, env)
     assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+
+def test_wrapped_stdio_server_works_through_airlock(tmp_path, airlock):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".claude.json").write_text(json.dumps({"mcpServers": {"local": {
+        "command": sys.executable, "args": [str(HERE / "mcp_upstream.py"), "stdio"], "env": {"UPSTREAM_MODE": "1"}}}},
+        indent=2))
+    p = run_cli("agents", "onboard", "--home", str(home), "--agent", "claude-code", "--yes",
+                "-c", str(airlock.config_path), env=airlock.cli_env())
+    assert p.returncode == 0, p.stderr
+    entry = json.loads((home / ".claude.json").read_text())["mcpServers"]["local"]
+    assert Path(entry["command"]).name == "airlock" and entry["env"] == {"UPSTREAM_MODE": "1"}
+    assert entry["args"][entry["args"].index("--") + 1:] == [sys.executable, str(HERE / "mcp_upstream.py"), "stdio"]
+    params = StdioServerParameters(command=entry["command"], args=entry["args"],
+                                   env={**airlock.cli_env(), **entry["env"]})
+
+    async def main():
+        async with Client(params) as c:
+            assert "echo" in {t.name for t in (await c.list_tools()).tools}
+            r = await c.call_tool("echo", {"text": "over stdio"})
+            assert not r.is_error and r.content[0].text == "echo: over stdio"
+            r = await c.call_tool("delete_repo", {"name": "prod"})
+            assert r.is_error and "agents may not delete repositories" in r.content[0].text
+
+    anyio.run(main)

@@ -3,6 +3,7 @@
 Tokens are minted by a real ``airlock run`` through its admin API (``POST /v1/keys``)."""
 from __future__ import annotations
 
+import getpass
 import json
 import tomllib
 from pathlib import Path
@@ -120,7 +121,7 @@ def test_rewrites_are_correct_and_lossless_per_format(tree, cfg, airlock):
     tokens["claude-code"] = gh["headers"]["Authorization"].removeprefix("Bearer ")
     fs = state["mcpServers"]["filesystem"]
     assert fs["command"].endswith("airlock") and fs["args"][fs["args"].index("mcp"):] == [
-        "mcp", "wrap", "--server", "filesystem", "--", "npx", "-y", "@modelcontextprotocol/server-filesystem",
+        "mcp", "wrap", "--server", "filesystem", "--agent", "claude-code", "--account", getpass.getuser(), "--", "npx", "-y", "@modelcontextprotocol/server-filesystem",
         "/home/dev/code"]
     assert fs["args"][:2] == ["-c", str(cfg)]
     pg = state["projects"][str(project)]["mcpServers"]["postgres"]
@@ -155,8 +156,9 @@ def test_rewrites_are_correct_and_lossless_per_format(tree, cfg, airlock):
     text = (home / ".config" / "opencode" / "opencode.jsonc").read_text()
     assert "// default model for new sessions" in text and "/* local servers */" in text and "},\n  },\n}" in text
     oc = json5.loads(text)
-    assert oc["mcp"]["jira"]["command"][1:] == ["-c", str(cfg), "mcp", "wrap", "--server", "jira", "--", "bunx",
-                                                "jira-mcp", "--site", "example.atlassian.net"]
+    assert oc["mcp"]["jira"]["command"][1:] == ["-c", str(cfg), "mcp", "wrap", "--server", "jira", "--agent", "opencode",
+                                                "--account", getpass.getuser(), "--", "bunx", "jira-mcp", "--site",
+                                                "example.atlassian.net"]
     assert oc["mcp"]["jira"]["enabled"] is False and oc["mcp"]["jira"]["environment"] == {"JIRA_TOKEN": "{env:JIRA_TOKEN}"}
     assert oc["provider"]["anthropic"]["options"]["baseURL"] == f"{gw}/anthropic/v1"
     assert oc["provider"]["ollama"]["options"]["baseURL"] == f"{gw}/openai/v1"
