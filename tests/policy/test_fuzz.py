@@ -57,3 +57,29 @@ def test_random_tools_and_workflows(tools, workflows):
 def test_random_cel_expressions(expr):
     text = yaml.safe_dump({"tools": [{"name": "bash", "conditions": [{"expression": expr, "action": "deny"}]}]})
     _load_only_policy_errors(text)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=4),
+                           max_leaves=20)
+_ENGINE = load_engine_text("""
+tools:
+  - name: "*"
+    conditions:
+      - {expression: "tool.changed", action: require_approval}
+      - {expression: "has_secret(args)", action: deny}
+      - {expression: "has(args.command) && args.command.contains('rm')", action: deny}
+      - {expression: "glob(tool.name, ['a*', 'b?']) && agent == 'x'", action: deny}
+      - {expression: "has(args.n) && args.n > 3", action: require_approval}
+""", "fuzz.yaml")
+
+
+@SETTINGS
+@given(st.text(max_size=20), st.none() | st.text(max_size=10), st.dictionaries(st.text(max_size=10), json_values),
+       st.booleans(), st.none() | st.text(max_size=10))
+def test_decide_never_raises(tool, server, args, changed, agent):
+    d = _ENGINE.decide(CallContext(tool=tool, server=server, args=args, tool_changed=changed, agent=agent))
+    assert d.action in ("allow", "deny", "require_approval") and d.reason
+    if changed:
+        assert d.action == "require_approval"

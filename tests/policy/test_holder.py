@@ -94,3 +94,15 @@ async def test_watch_picks_up_changes_and_keeps_good_version(tmp_path):
         assert h.engine.decide(CallContext(tool="bash")).action == "deny"
     finally:
         task.cancel()
+
+
+def test_a_deleted_policy_file_is_rejected_and_the_last_good_version_stays(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(GOOD)
+    h = PolicyHolder([f])
+    good = h.engine
+    f.unlink()
+    assert h.changed()
+    ok, err = h.reload()
+    assert not ok and "no such policy file" in err and h.engine is good
+    assert not h.changed()      # the failed attempt is remembered: no reload storm
