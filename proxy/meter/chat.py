@@ -11,6 +11,7 @@ import orjson
 from .sse import Event
 from .usage import Usage, from_openai
 
+_TEXT_KEYS = ("content", "refusal", "reasoning", "reasoning_content")
 TOOL_CALL_FRAMING = 10     # tokens of name + JSON framing a streamed tool call costs but never shows
 
 
@@ -67,9 +68,13 @@ class ChatParser:
             elif idx not in self.open_choices:
                 self.open_choices[idx] = True
             delta = ch.get("delta")
-            if not isinstance(delta, dict):
+            if not isinstance(delta, dict) or not delta:
                 continue
-            for key in ("content", "refusal", "reasoning", "reasoning_content"):
+            piece = delta.get("content")
+            if len(delta) == 1 and piece.__class__ is str:     # the common case: one text delta
+                text += piece
+                continue
+            for key in _TEXT_KEYS:
                 piece = delta.get(key)
                 if piece and isinstance(piece, str):
                     text += piece

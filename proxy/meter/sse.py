@@ -25,6 +25,13 @@ class Event:
 
 def parse_event(raw: bytes) -> Event:
     """Fields of one event (the WHATWG rules: optional space after the colon)."""
+    # fast path: one "data: ..." line, the shape of nearly every Chat and Anthropic delta
+    if raw[:6] == b"data: " and raw.find(b"\n", 6) == len(raw) - 2 and b"\r" not in raw:
+        return Event(raw, None, raw[6:-2])
+    if raw[:7] == b"event: " and b"\r" not in raw:
+        nl = raw.find(b"\n", 7)
+        if raw[nl + 1:nl + 7] == b"data: " and raw.find(b"\n", nl + 7) == len(raw) - 2:
+            return Event(raw, raw[7:nl].decode("utf-8", "replace"), raw[nl + 7:-2])
     name: str | None = None
     data: list[bytes] = []
     has_field = False
@@ -57,6 +64,8 @@ class SSESplitter:
         buf = self._buf + chunk if self._buf else chunk
         if not self._cr and b"\r" in chunk:
             self._cr = True
+        if not self._cr and buf is chunk and chunk[-2:] == b"\n\n" and chunk.find(b"\n\n") == len(chunk) - 2:
+            return [parse_event(chunk)]          # fast path: exactly one whole event
         events: list[Event] = []
         start = 0
         if not self._cr:

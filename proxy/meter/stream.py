@@ -108,24 +108,27 @@ class StreamMeter:
             return [] if chunk else b""
         if self.broken:
             return chunk if chunk else b""
-        unsent = self.splitter.pending_bytes() + chunk
+        before = self.splitter.pending_bytes()
         try:
             return self._feed(chunk)
         except Exception:   # a parser bug must not break the stream: forward the rest untouched
             log.exception("metering: stream parser failed; forwarding the rest of this stream unmetered")
             FAILURES.labels("stream_parse").inc()
             self.broken = True
+            unsent = before + chunk
             return unsent if unsent else ([] if chunk else b"")
 
     def _feed(self, chunk: bytes):
         events = self.splitter.feed(chunk) if chunk else self.splitter.flush()
         if not events:
             return [] if chunk else b""
+        self.events += len(events)
+        if self.allowance is None:
+            return self._feed_uncapped(events, chunk)
         p = self.parser
         call = self.call
         out: list[bytes] = []
         for ev in events:
-            self.events += 1
             text = p.on_event(ev)
             if text:
                 if call.first_token is None:
@@ -135,7 +138,7 @@ class StreamMeter:
             check = bool(text)
             if p.usage is not None and p.usage is not call.usage:
                 call.usage = p.usage
-                if self.allowance is not None and not self.input_known and p.usage.input_tokens:
+                if not self.input_known and p.usage.input_tokens:
                     # the provider's input count (Anthropic message_start) replaces our estimate
                     self.input_known = True
                     check = check or self.raw_output == 0
@@ -143,13 +146,39 @@ class StreamMeter:
             if p.drop and not call.client_wants_usage:
                 continue
             out.append(ev.raw)
-            if (self.allowance is not None and not p.finished
-                    and call.counted_output + self.margin > self.allowance and check):
+            if check and not p.finished and call.counted_output + self.margin > self.allowance:
                 self._cut(out, "budget")
                 break
         if not out:
             return [] if chunk else b""
         return b"".join(out)
+
+    def _feed_uncapped(self, events: list, chunk: bytes):
+        """No hard budget on this call: count the chunk's text in one go, forward everything
+        (but the usage chunk the client did not ask for)."""
+        p = self.parser
+        call = self.call
+        on_event = p.on_event
+        hide = not call.client_wants_usage
+        texts = []
+        out = []
+        for ev in events:
+            text = on_event(ev)
+            if text:
+                texts.append(text)
+            if hide and p.drop:
+                continue
+            out.append(ev.raw)
+        if texts:
+            if call.first_token is None:
+                call.first_token = time.perf_counter()
+            self.raw_output += self.counter.count(texts[0] if len(texts) == 1 else "".join(texts))
+            call.counted_output = int(self.raw_output * self.factor + 0.999) + p.extra
+        if p.usage is not None:
+            call.usage = p.usage
+        if not out:
+            return [] if chunk else b""
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _cut(self, out: list[bytes], reason: str) -> None:
         call = self.call
