@@ -195,3 +195,24 @@ def test_explicit_proxy_mode(env):
     anyio.run(main)
     calls = up.calls()[before:]
     assert [c["name"] for c in calls] == ["echo"] and calls[0]["arguments"] == {"text": "via proxy"}
+
+
+def test_decisions_are_audited_without_tokens(env):
+    """Every decision reaches the audit table (real chDB) with rule and reason; no gateway token in any row."""
+    a, _, token = env
+
+    async def main():
+        async with client(a, token, "sse_resp") as c:
+            assert (await c.call_tool("delete_repo", {"name": "audited"})).is_error
+
+    anyio.run(main)
+
+    def rows():
+        r = a.admin("POST", "/v1/audit/query", {"sql": "SELECT tool, server, action, rule, outcome, data "
+                                                        "FROM events WHERE kind = 'decision'", "limit": 1000})
+        return r.json()["rows"] if r.status_code == 200 else None
+
+    found = wait_until(lambda: [x for x in rows() or [] if x["tool"] == "delete_repo"], 30, "decision rows")
+    assert all(x["action"] == "deny" and x["rule"] == "no-delete" and x["outcome"] == "refused" for x in found)
+    everything = a.admin("POST", "/v1/audit/query", {"sql": "SELECT * FROM events", "limit": 100000}).json()
+    assert token not in json.dumps(everything)
