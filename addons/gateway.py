@@ -27,7 +27,7 @@ MODEL_KINDS = ("openai", "anthropic")
 class Gateway:
     def __init__(self, rt: Runtime):
         self.rt = rt
-        settings = admission.Settings.from_config(rt.config.extra.get("gateway"))
+        settings = admission.Settings.from_config(rt.config.extra.get("gateway"), rt.config.source)
         self.keeper = admission.Gatekeeper(rt.store, settings)
         rt.services.setdefault("gateway", self.keeper)
 

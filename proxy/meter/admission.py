@@ -38,13 +38,18 @@ class Settings:
     min_output_tokens: int = 16        # a partial reservation must leave at least this much output
 
     @classmethod
-    def from_config(cls, raw: dict | None) -> "Settings":
+    def from_config(cls, raw: dict | None, source: str = "airlock.yaml") -> "Settings":
+        """The ``gateway:`` section of airlock.yaml; a bad key raises ConfigError (exit 2 in the CLI)."""
+        from ..config import ConfigError
         s = cls()
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(source, "gateway", "must be a mapping", "for example {default_max_tokens: 4096}")
         for k, v in (raw or {}).items():
             if k not in ("default_max_tokens", "min_output_tokens"):
-                raise ValueError(f"gateway.{k}: unknown key (valid: default_max_tokens, min_output_tokens)")
-            if not isinstance(v, int) or v < 0:
-                raise ValueError(f"gateway.{k}: {v!r} must be a non-negative integer")
+                raise ConfigError(source, f"gateway.{k}", "unknown key",
+                                  "valid keys: default_max_tokens, min_output_tokens")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(source, f"gateway.{k}", f"{v!r} must be a non-negative integer")
             setattr(s, k, v)
         return s
 

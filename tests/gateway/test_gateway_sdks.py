@@ -114,3 +114,17 @@ def test_invalid_json_body_is_refused(gw):
     r = httpx.post(f"{gw.gateway_url}/rchat/v1/chat/completions", headers={"authorization": f"Bearer {tok}",
                    "content-type": "application/json"}, content=b"{not json", timeout=30)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+def test_explicit_proxy_mode_meters_and_governs_provider_hosts(gw):
+    """HTTPS_PROXY-style: the SDK talks to the provider's own URL through Airlock's proxy listener."""
+    tok = gw.mint("acme", subject="u-proxy")
+    base = f"{gw.upstream.url}/openai-chat-text-include-usage/v1"
+    with httpx.Client(proxy=gw.proxy_url, timeout=30) as hc:
+        client = openai.OpenAI(base_url=base, api_key=tok, max_retries=0, http_client=hc)
+        chunks = list(client.chat.completions.create(model="gpt-4o", stream=True,
+                                                     messages=[{"role": "user", "content": "hi"}]))
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "hi"}])
+    assert wait_spend(gw, "tokens-per-subject", "u-proxy", lambda s: s > 0) == 44
