@@ -349,11 +349,12 @@ def _gateway(c: _Checker, top: LMap, doc: PolicyDoc) -> None:
         c.get(m, "description", where, "str")
         if scope:
             doc.rate_limits.append(RateLimit(rid, scope, rpm, tpm, c.match(m, where)))
-    prices = top.get("prices")
-    if prices is not None:
-        pm = c.mapping(prices, top.line_of("prices"), "prices", ())  if not isinstance(prices, LMap) \
-            else prices
-        for model, spec in (pm or {}).items():
+    pm = top.get("prices")
+    if pm is not None and not isinstance(pm, LMap):
+        c.err(top.line_of("prices"), f"prices must be a mapping, not {_tname(pm)}",
+              'e.g. prices: {"my-model-*": {input_per_mtok: 0.1, output_per_mtok: 0.4}}')
+    elif pm is not None:
+        for model, spec in pm.items():
             where = f"prices[{model!r}]"
             if not isinstance(model, str):
                 c.err(pm.line_of(model), f"{where}: a model name must be a string", "quote it")
