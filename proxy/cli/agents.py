@@ -98,6 +98,8 @@ def onboard(home: Optional[Path] = HOME, project: Optional[Path] = PROJECT,
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Rewrite agent configs so MCP servers and model traffic go through Airlock (backed up first)."""
     h, p, only = _home(home), _project(project), _check_agents(agent)
+    if gateway_url is not None and not gateway_url.startswith(("http://", "https://")):
+        fail(f"--gateway-url {gateway_url!r} must be an http(s) URL, e.g. http://127.0.0.1:8787")
     cfg_path = (config or Path(state.config or "airlock.yaml")).expanduser().absolute()
     global_args = ["-c", str(cfg_path)]       # wrap/hook find the admin API (URL + token file) through it
     acct = account or getpass.getuser()

@@ -41,8 +41,10 @@ class Backups:
         key = str(path.absolute())
         dest = None
         if original is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root.parent, 0o700) if self.root.parent.stat().st_uid == os.getuid() else None
             dest = self.root / self.stamp / key.lstrip(os.sep)
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             dest.write_bytes(original)
             os.chmod(dest, 0o600)
         m = self.manifest()

@@ -1,7 +1,7 @@
 """Gemini CLI: ``~/.gemini/settings.json`` and ``<project>/.gemini/settings.json`` (JSON with
 comments), ``mcpServers`` with ``command`` / ``httpUrl`` / ``url`` + ``type``; servers turned off
 with ``gemini mcp disable`` are listed in ``~/.gemini/mcp-server-enablement.json`` (lower-cased
-names); the model base URL is ``GOOGLE_GEMINI_BASE_URL`` in ``~/.gemini/.env``. Airlock's gateway
+names); extensions add servers in ``~/.gemini/extensions/*/gemini-extension.json``; the model base URL is ``GOOGLE_GEMINI_BASE_URL`` in ``~/.gemini/.env``. Airlock's gateway
 speaks the OpenAI and Anthropic wire formats, so Gemini's own API is left alone (warned)."""
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ class Gemini(Agent):
         locs = [Location(g / "settings.json", "jsonc", "mcp"),
                 Location(g / "mcp-server-enablement.json", "json", "enablement"),
                 Location(g / ".env", "dotenv", "env")]
+        if (g / "extensions").is_dir():    # extensions bring their own mcpServers
+            locs += [Location(p, "json", "mcp", "extension")
+                     for p in sorted((g / "extensions").glob("*/gemini-extension.json"))]
         if project:
             locs += [Location(project / ".gemini" / "settings.json", "jsonc", "mcp", "project"),
                      Location(project / ".gemini" / ".env", "dotenv", "env", "project")]

@@ -8,6 +8,7 @@ mints and writes nothing and returns unified diffs with a placeholder token.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -96,11 +97,28 @@ class AirlockConfig:
         return name
 
 
+_SECRET_KV = re.compile(r"""(?P<k>["']?[\w.-]*(?:auth|token|key|secret|passw|credential)[\w.-]*["']?\s*[:=]\s*)"""
+                        r"""(?P<q>["']?)(?P<v>[^"'\s,}]+)""", re.I)
+_BEARER = re.compile(r"(Bearer\s+)([^\s\"',}]+)")
+
+
+def _redact_line(line: str) -> str:
+    """Mask literal secret values in a diff line; env references and the placeholder stay readable."""
+    def keep(v: str) -> bool:
+        return ("${" in v or "{env:" in v or v == PLACEHOLDER_TOKEN or v.startswith("$")
+                or v in ("Bearer", "Basic") or re.fullmatch(r"[A-Z_][A-Z0-9_]*", v) is not None)
+
+    line = _SECRET_KV.sub(lambda m: m.group(0) if keep(m.group("v")) else
+                          f"{m.group('k')}{m.group('q')}<redacted>", line)
+    return _BEARER.sub(lambda m: m.group(0) if keep(m.group(2)) else f"{m.group(1)}<redacted>", line)
+
+
 def _diff(path: Path, old: bytes | None, new: bytes) -> str:
+    """A unified diff with literal secrets masked (it is printed, and may end up in logs)."""
     a = (old or b"").decode("utf-8").splitlines(keepends=True)
     b = new.decode("utf-8").splitlines(keepends=True)
-    return "".join(difflib.unified_diff(a, b, fromfile=str(path) if old is not None else "/dev/null",
-                                        tofile=str(path)))
+    lines = difflib.unified_diff(a, b, fromfile=str(path) if old is not None else "/dev/null", tofile=str(path))
+    return "".join(_redact_line(x) for x in lines)
 
 
 def _run(agent: Agent, home: Path, project: Path | None, ctx: Ctx):

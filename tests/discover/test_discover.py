@@ -17,7 +17,7 @@ EXPECTED = {   # agent -> {server: (transport, disabled, scope)}
     "cursor": {"userjot": ("http", False, "user"), "notion": ("sse", False, "user"), "git": ("stdio", False, "user"),
                "supabase": ("stdio", False, "project")},
     "gemini": {"github": ("http", False, "user"), "stripe": ("sse", False, "user"), "sqlite": ("stdio", False, "user"),
-               "Memory": ("stdio", True, "user")},
+               "Memory": ("stdio", True, "user"), "gcloud": ("stdio", False, "extension")},
     "opencode": {"context7": ("http", False, "user"), "jira": ("stdio", True, "user"),
                  "everything": ("stdio", False, "legacy")},
     "windsurf": {"github-remote": ("http", False, "user"), "playwright": ("stdio", True, "user"),

@@ -93,6 +93,11 @@ def test_dry_run_prints_diffs_and_touches_nothing(tree, cfg, airlock):
     assert f"--- {home / '.claude.json'}" in p.stdout and f"+++ {home / '.claude.json'}" in p.stdout
     assert '+      "url": "' + airlock.gateway_url + '/mcp/github",' in p.stdout
     assert "airlock-dry-run-token" in p.stdout and "/dev/null" not in p.stdout.split(str(home / ".claude.json"))[0]
+    assert '-        "Authorization": "Bearer ${GITHUB_PAT}"' in p.stdout          # env references stay readable
+    for secret in ("lin_api_9f8e7d6c", "sk-ant-api03", "rk_live_literal", "BSA-literal", "c7-literal",
+                   "bb_live_literal", "sk-ant-oc-literal"):
+        assert secret not in p.stdout, secret                              # literal secrets are masked
+    assert '-    "ANTHROPIC_API_KEY": "<redacted>"' in p.stdout
     assert snapshot(home.parent) == before and not (home / ".airlock").exists()
     assert len(keys(airlock)) == n_keys
 
