@@ -178,8 +178,9 @@ def register(ca_app) -> None:
                                            "(default: this Airlock's, see 'airlock ca path')")) -> None:
         """Add Airlock's CA to the system trust store (root); prints how to undo it."""
         if ca is None:
-            from .server import ensure_ca
-            ca = str(ensure_ca(load_config()))
+            # never create the CA here: under sudo it would belong to root and Airlock could not read it
+            from .server import ca_cert_path
+            ca = str(ca_cert_path(load_config()))
         try:
             typer.echo(install(ca))
         except CaInstallError as e:

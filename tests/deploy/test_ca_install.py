@@ -11,6 +11,7 @@ import pytest
 
 from proxy import ca_install
 from tests.deploy.certs import make_ca_and_leaf
+from tests.harness import run_cli
 
 needs_debian_store = pytest.mark.skipif(shutil.which("update-ca-certificates") is None,
                                         reason="update-ca-certificates (package ca-certificates) not installed")
@@ -119,7 +120,13 @@ def test_bundle_keeps_the_system_cas_and_adds_airlocks(tmp_path):
 
 
 def test_cli_install_with_a_missing_ca_fails_cleanly(tmp_path):
-    from tests.harness import run_cli
     res = run_cli("ca", "install", "--ca", str(tmp_path / "missing.pem"))
     assert res.returncode == 1
     assert "no such file" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_install_never_creates_the_ca(tmp_path):
+    res = run_cli("ca", "install", cwd=tmp_path)
+    assert res.returncode == 1
+    assert "start Airlock once" in res.stderr
+    assert not (tmp_path / "var").exists()          # no root-owned CA left behind
