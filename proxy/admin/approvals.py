@@ -124,7 +124,7 @@ def routes(rt) -> list[web.RouteDef]:
             link = gate.links.parse(request.match_info["token"])
         except LinkError as e:
             return _link_answer(wants_json, 410, "Link not usable", str(e))
-        approver = link.approver or str(body.get("approver") or "").strip()
+        approver = link.approver or str(body.get("approver") or body.get("user_name") or "").strip()
         if not approver:
             return _link_answer(wants_json, 400, "Name needed", "Open the link and type your name to decide.")
         if not await gate.links.use(link):

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from . import metrics
 from .channels import SENDERS
 from .channels.base import Button, Context, Delivery, Message
 from .model import ApprovalRequest
@@ -124,6 +125,7 @@ class Notifier:
             jobs.append(_guard(name, typ, sender(ctx)))
         results = await asyncio.gather(*jobs)
         for d in results:
+            metrics.NOTIFY.labels(d.type, "ok" if d.ok else "failed").inc()
             self.audit.emit("approval.notify", approval_id=req.id, event=msg.event, **d.as_dict())
             if d.ok:
                 log.info("approval %s: %s sent via %s (%d attempt(s))", req.id, msg.event, d.channel, d.attempts)
