@@ -77,11 +77,15 @@ def emit(audit: Any, ctx: Any, ev: Evaluated, outcome: str, **extra: Any) -> Non
 
 
 def preview(args: Any) -> str:
+    """Arguments as compact JSON, truncated, then secrets redacted (one bounded scan of the text;
+    the audit sink redacts every row again before it is written)."""
     try:
-        text = orjson.dumps(_redact(args)).decode()
+        text = orjson.dumps(args).decode()
     except TypeError:
         text = repr(args)
-    return text if len(text) <= ARGS_PREVIEW else text[:ARGS_PREVIEW] + "...(truncated)"
+    cut = len(text) > ARGS_PREVIEW
+    text = _redact(text[:ARGS_PREVIEW + 256] if cut else text)      # margin: no half secret at the cut
+    return text[:ARGS_PREVIEW] + "...(truncated)" if cut else text
 
 
 def text_of(value: Any) -> str | None:

@@ -214,3 +214,13 @@ async def test_legacy_sse_refusal_travels_on_the_get_stream(rt):
     assert ev["id"] == 7 and ev["result"]["isError"] is True and "no-delete" in ev["result"]["content"][0]["text"]
     assert stream(b"") == []
     assert len(m.fw.legacy) == 0
+
+
+async def test_audit_row_redacts_secrets_in_arguments(rt):
+    m = Mcp(rt)
+    secret = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    f = mkflow(call("echo", {"text": f"push with {secret}", "justification": f"token {secret}"}))
+    await m.request(f)
+    ev = rt.audit.of("decision")[0]
+    assert secret not in ev["args"] and secret not in ev["justification"]
+    assert orjson.loads(f.request.content)["params"]["arguments"]["text"] == f"push with {secret}"   # not altered
