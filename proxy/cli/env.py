@@ -97,11 +97,19 @@ def register(app: typer.Typer) -> None:
         ca: Optional[str] = typer.Option(None, "--ca", help="Airlock CA certificate (default: 'airlock ca path')."),
         no_proxy: str = typer.Option(NO_PROXY, "--no-proxy", help="Hosts that bypass the proxy (NO_PROXY)."),
         unset: bool = typer.Option(False, "--unset", help="Print the commands that remove these variables."),
-        as_json: bool = typer.Option(False, "--json", help="Print {\"env\": {...}} as JSON."),
+        as_json: bool = typer.Option(False, "--json", help="Print {\"env\": {...}} as JSON "
+                                     "({\"unset\": [names]} with --unset)."),
     ) -> None:
         """Print the exports that send an agent through Airlock's explicit proxy."""
         if shell not in SHELLS:
             fail(f"--shell {shell!r}: use one of {', '.join(SHELLS)}", 2)
+        if unset:                       # only the names matter: no config, CA or token needed
+            names = list(variables("", Path("."), Path("."), ""))
+            if as_json:
+                emit_json({"unset": names})
+            else:
+                typer.echo(render(dict.fromkeys(names, ""), shell, unset=True), nl=False)
+            return
         if mint and token:
             fail("pass either --token or --mint, not both", 2)
         if mint and not account:
@@ -112,7 +120,7 @@ def register(app: typer.Typer) -> None:
             out = AdminClient.from_ctx().post("/v1/keys", {"account": account, "flow": flow, "subject": subject,
                                                            "agent": agent, "ttl": ttl})
             token, key_id = out["token"], out.get("id")
-        elif not token and not unset:
+        elif not token:
             typer.echo("airlock: no gateway token (pass --token, set AIRLOCK_TOKEN or use --mint --account A): "
                        "governed calls will be refused with 401", err=True)
         try:
@@ -123,8 +131,7 @@ def register(app: typer.Typer) -> None:
             else:
                 ca_cert = Path(ca).resolve()
             bundle = ca_cert.parent / "ca-bundle.pem"
-            if not unset:
-                ca_install.write_bundle(ca_cert, bundle)
+            ca_install.write_bundle(ca_cert, bundle)
         except ValueError as e:
             fail(str(e), 2)
             return
@@ -139,6 +146,6 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json({"env": env, "token_id": key_id, "ca": str(ca_cert), "ca_bundle": str(bundle)})
         else:
-            typer.echo(render(env, shell, unset), nl=False)
-            if not unset and os.isatty(1):
+            typer.echo(render(env, shell), nl=False)
+            if os.isatty(1):
                 typer.echo("# undo: eval \"$(airlock env --unset)\"", err=True)

@@ -57,10 +57,12 @@ def test_sh_output_survives_a_real_shell(config):
     proxy, bundle = shell.stdout.splitlines()
     assert proxy == "http://airlock:alk_x%27y%20z%24HOME@127.0.0.1:18080"
     assert bundle.endswith("ca-bundle.pem")
-    unset = run_cli("-c", str(config), "env", "--unset").stdout
+    unset = run_cli("-c", str(config), "env", "--unset", "--mint").stdout     # --unset needs nothing else
     shell = subprocess.run(["sh", "-c", res.stdout + unset + 'echo "[${HTTPS_PROXY-unset}]"'],
                            capture_output=True, text=True)
     assert shell.stdout.strip() == "[unset]"
+    names = json.loads(run_cli("env", "--unset", "--json").stdout)["unset"]
+    assert {"HTTPS_PROXY", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"} <= set(names)
 
 
 @pytest.mark.parametrize("shell, line", [
