@@ -32,6 +32,7 @@ class Ctx:
     account: str | None = None
     warnings: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)   # agent env vars the rewrite relies on
 
     @property
     def openai_base(self) -> str:
@@ -147,7 +148,7 @@ class Agent:
         for srv in self.servers(files):
             if srv.transport != "stdio" and ctx.is_ours_url(srv.url):
                 auth = srv.headers.get("Authorization") or srv.headers.get("authorization") or ""
-                if auth.startswith("Bearer "):
+                if auth.startswith("Bearer ") and "{" not in auth:
                     return auth[7:]
         return None
 
@@ -192,4 +193,11 @@ class Agent:
         doc.set([*srv.key_path, used], url)
         for k, v in self.remote_set.items():
             doc.set([*srv.key_path, k], v)
-        doc.set([*srv.key_path, self.headers_key], {"Authorization": ctx.bearer()})
+        doc.set([*srv.key_path, self.headers_key], {"Authorization": self.auth_header(srv, ctx)})
+
+    def auth_header(self, srv: Server, ctx: Ctx) -> str:
+        """The Authorization value a rewritten remote entry sends (a literal token by default)."""
+        if srv.scope == "project":
+            ctx.warnings.append(f"{self.name}: {srv.source_file} is a project file (often committed) and now "
+                                "holds this machine's gateway token for " + srv.name + "; keep it out of git")
+        return ctx.bearer()

@@ -8,6 +8,7 @@ from .base import Agent, Ctx, Files
 from .model import Location, Server
 
 HOOK_MARK = "hook claude-code"
+TOKEN_ENV = "AIRLOCK_TOKEN"
 
 
 class ClaudeCode(Agent):
@@ -69,6 +70,13 @@ class ClaudeCode(Agent):
                 return str(env["ANTHROPIC_AUTH_TOKEN"])
         return super().existing_token(files, ctx)
 
+    def auth_header(self, srv: Server, ctx: Ctx) -> str:
+        """Project ``.mcp.json`` is usually committed: reference the token, set it in user settings."""
+        if srv.scope == "project":
+            ctx.extra_env[TOKEN_ENV] = ctx.token
+            return "Bearer ${" + TOKEN_ENV + "}"
+        return ctx.bearer()
+
     def onboard_model(self, files: Files, ctx: Ctx) -> None:
         for loc, doc in self._settings(files):
             env = doc.get(["env"]) or {}
@@ -78,6 +86,9 @@ class ClaudeCode(Agent):
                 continue
             doc.set(["env", "ANTHROPIC_BASE_URL"], ctx.anthropic_base)
             doc.set(["env", "ANTHROPIC_AUTH_TOKEN"], ctx.token)
+            if loc.scope == "user":
+                for k, v in ctx.extra_env.items():
+                    doc.set(["env", k], v)
             if "ANTHROPIC_API_KEY" in env:
                 doc.delete(["env", "ANTHROPIC_API_KEY"])
                 ctx.warnings.append(f"{self.name}: removed ANTHROPIC_API_KEY from {loc.path} (kept in the "

@@ -160,12 +160,15 @@ def onboard(home: Path, project: Path | None, config_path: Path, *, agents: list
             if mint is None:
                 raise OnboardError("no way to mint a gateway token")
             ctx.token, res.token = mint(name), "minted"
-            ctx.actions, ctx.warnings = [], []
+            ctx.actions, ctx.warnings, ctx.extra_env = [], [], {}
             files, _ = _run(agent, home, project, ctx)
             changed = [(loc, doc) for loc, doc in files if doc.changed]
         if not needs_token:
             res.token = "reused" if existing else "none"
         for loc, doc in changed:
+            if loc.scope == "project":
+                res.warnings.append(f"{name}: {loc.path} is a project file (often committed); it now names this "
+                                    "machine's airlock binary and config: review before committing")
             res.changed_files.append(str(loc.path))
             res.diffs.append(_diff(loc.path, doc.original, doc.render()))
             pending.append((name, doc))

@@ -135,12 +135,13 @@ def test_rewrites_are_correct_and_lossless_per_format(tree, cfg, airlock):
     assert state["oauthAccount"]["emailAddress"] == "dev@example.com" and state["numStartups"] == 184
     settings = json.loads((home / ".claude" / "settings.json").read_text())
     assert settings["env"] == {"DISABLE_TELEMETRY": "1", "ANTHROPIC_BASE_URL": f"{gw}/anthropic",
-                               "ANTHROPIC_AUTH_TOKEN": tokens["claude-code"]}
+                               "ANTHROPIC_AUTH_TOKEN": tokens["claude-code"], "AIRLOCK_TOKEN": tokens["claude-code"]}
     assert settings["hooks"]["PostToolUse"][0]["matcher"] == "Edit|Write"
     [hook] = settings["hooks"]["PreToolUse"]
     assert hook["hooks"][0]["command"].endswith(f"-c {cfg} hook claude-code")
     mcp_json = json.loads((project / ".mcp.json").read_text())
-    assert mcp_json["mcpServers"]["sentry"]["url"] == f"{gw}/mcp/sentry"
+    sentry = mcp_json["mcpServers"]["sentry"]          # committed project file: a reference, not the token
+    assert sentry["url"] == f"{gw}/mcp/sentry" and sentry["headers"] == {"Authorization": "Bearer ${AIRLOCK_TOKEN}"}
 
     # Codex: TOML comments and unrelated tables survive; model provider added
     text = (home / ".codex" / "config.toml").read_text()
