@@ -2,6 +2,7 @@
 config inside it checked against the services the stack really defines."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -157,3 +158,33 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck():
     assert "/healthz" in (ROOT / "proxy" / "admin" / "app.py").read_text()   # the path the admin API serves
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".git", "var"} <= set(ignore)
+
+
+def _dockerignored(rel: str, patterns: list[str]) -> bool:
+    import fnmatch
+    parts = rel.split("/")
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(parts[0], p) for p in patterns
+               if p and not p.startswith("#") and not p.startswith("**"))
+
+
+def test_dockerfile_copies_only_files_that_exist_in_the_build_context():
+    text = (ROOT / "Dockerfile").read_text()
+    ignore = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    copies = re.findall(r"^COPY\s+(?!--from)(.+?)\s+\S+$", text, re.M)
+    assert copies
+    for line in copies:
+        for src in line.split():
+            assert (ROOT / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
+            assert not _dockerignored(src, ignore), f"Dockerfile copies {src}, but .dockerignore excludes it"
+    # the config baked in as the default CMD is a valid Airlock config with embedded stores
+    cmd = re.findall(r"^CMD\s+(\[.*\])$", text, re.M)[-1]
+    assert json.loads(cmd) == ["run", "-c", "/etc/airlock/airlock.yaml"]
+    assert "cp deploy/airlock-standalone.yaml /etc/airlock/airlock.yaml" in text
+    cfg = airlock_config.load(ROOT / "deploy" / "airlock-standalone.yaml")
+    assert cfg.redis is None and cfg.clickhouse_dsn() == "chdb:///var/lib/airlock/audit"
+    assert str(cfg.path(cfg.data_dir)) == "/var/lib/airlock" and "VOLUME [\"/var/lib/airlock\"]" in text
+    # every listener the image exposes is one the config opens
+    exposed = set(re.findall(r"^EXPOSE\s+(.+)$", text, re.M)[0].split())
+    for key in ("gateway", "proxy", "admin"):
+        assert str(airlock_config.split_hostport(cfg.listen[key], key)[1]) in exposed
+    assert "8082" in exposed                                    # the sidecar's default transparent port
