@@ -131,8 +131,12 @@ def apply(rules: SidecarRules) -> list[list[str]]:
         if res.returncode != 0:
             _remove_quietly(rules)
             msg = (res.stderr or res.stdout).strip()
-            hint = "run as root or with CAP_NET_ADMIN (in Kubernetes: an init container with NET_ADMIN)" \
-                if "ermission" in msg or "must be root" in msg else "check the iptables/kernel setup"
+            if "ermission" in msg or "must be root" in msg:
+                hint = "run as root or with CAP_NET_ADMIN (in Kubernetes: an init container with NET_ADMIN)"
+            elif cmd[0] == "ip6tables":
+                hint = "this host has no usable IPv6 NAT: pass --no-ipv6"
+            else:
+                hint = "check the iptables/kernel setup"
             raise RulesError(f"'{shlex.join(cmd)}' failed: {msg} ({hint}); nothing was left installed")
         done.append(cmd)
     return done
