@@ -9,13 +9,14 @@ metering addon finishes what this one starts (``flow.metadata[CALL]``).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
 from mitmproxy import http
 
 from proxy import errors, flowmeta
-from proxy.meter import admission, metrics
+from proxy.meter import admission, metrics, tokens
 from proxy.meter.record import audit_fields, usage_row
 from proxy.meter.stream import CALL
 from proxy.runtime import Runtime
@@ -30,6 +31,16 @@ class Gateway:
         settings = admission.Settings.from_config(rt.config.extra.get("gateway"), rt.config.source)
         self.keeper = admission.Gatekeeper(rt.store, settings)
         rt.services.setdefault("gateway", self.keeper)
+        tokens.configure(rt.config.path(rt.config.data_dir) / "tiktoken")
+
+    async def running(self) -> None:
+        # load the BPE files off the event loop now, not on the first model call
+        loop = asyncio.get_running_loop()
+        for name in ("o200k_base", "cl100k_base"):
+            try:
+                await loop.run_in_executor(None, tokens.encoding, name)
+            except Exception:
+                log.exception("gateway: could not load the %s tokenizer", name)
 
     def _engine(self):
         holder = self.rt.policy

@@ -29,7 +29,8 @@ def test_chat_stream_with_usage_matches_recording(gw):
     assert wait_spend(gw, "tokens-per-subject", "u-chat1", lambda s: s > 0) == 44
     # the upstream was asked for usage and got the provider key, never the gateway token
     sent = [r for r in gw.upstream.requests if r["path"].startswith("/openai-chat-text-include-usage/")][-1]
-    assert sent["headers"].get("Authorization") == "Bearer sk-test-provider"
+    headers = {k.lower(): v for k, v in sent["headers"].items()}
+    assert headers.get("authorization") == "Bearer sk-test-provider"
     assert tok not in str(sent["headers"])
 
 
