@@ -27,10 +27,24 @@ def new_stream_id() -> str:
     return f"{socket.gethostname()[:32]}-{os.getpid()}-{time.time_ns() // 1000:x}"
 
 
+def ts_micros(v: Any) -> int:
+    """``ts`` as integer microseconds, from the int form or the "seconds.micros" text form."""
+    if isinstance(v, int):
+        return v
+    sec, _, frac = str(v).partition(".")
+    return int(sec) * 1_000_000 + int((frac + "000000")[:6])
+
+
+def ts_text(us: int) -> str:
+    """Exact "seconds.micros" text that ClickHouse parses into DateTime64(6) in JSON input."""
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
 def row_hash(row: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the row's hashed columns; ``prev_hash`` is one of them."""
-    payload = orjson.dumps([row[c] for c in HASHED])
-    return hashlib.sha256(payload).hexdigest()
+    """SHA-256 (hex) of the row's hashed columns (``ts`` as integer micros); ``prev_hash`` is one of them."""
+    values = [row[c] for c in HASHED]
+    values[0] = ts_micros(values[0])
+    return hashlib.sha256(orjson.dumps(values)).hexdigest()
 
 
 class Chain:
@@ -47,6 +61,7 @@ class Chain:
         row["prev_hash"] = self.last_hash
         h = row_hash(row)
         row["hash"] = h
+        row["ts"] = ts_text(row["ts"])        # the form written to the WAL and inserted as JSONEachRow
         self.seq += 1
         self.last_hash = h
         return row

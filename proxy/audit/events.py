@@ -38,7 +38,6 @@ CHAIN_COLUMNS = ("stream", "seq", "prev_hash", "hash")
 # Column order of a row as inserted (and as hashed: everything except ``hash``).
 COLUMNS = ("ts",) + STR_COLUMNS + INT_COLUMNS + FLOAT_COLUMNS + ("data",) + CHAIN_COLUMNS
 HASHED = COLUMNS[:-1]
-_KNOWN = frozenset(STR_COLUMNS + INT_COLUMNS + FLOAT_COLUMNS)
 _MAX_INT = 2**63 - 1
 
 REDACTED = "[REDACTED]"
@@ -75,14 +74,27 @@ class Redactor:
     def __init__(self, literals: list[str] | None = None, preview_chars: int = 512):
         self.literals = sorted({s for s in (literals or []) if s and len(s) >= 6}, key=len, reverse=True)
         self.preview_chars = max(16, int(preview_chars))
+        # shorter strings cannot hold a secret: the shortest pattern match is 12 characters
+        self._min = min([12] + [len(x) for x in self.literals])
+        self._cache: dict[str, str] = {}        # short repeated values (accounts, models, paths)
 
     def text(self, s: str) -> str:
+        if len(s) < self._min:
+            return s
+        hit = self._cache.get(s)
+        if hit is not None:
+            return hit
+        out = s
         for lit in self.literals:
-            if lit in s:
-                s = s.replace(lit, REDACTED)
-        if _SECRET_RE.search(s):
-            s = _SECRET_RE.sub(REDACTED, s)
-        return s
+            if lit in out:
+                out = out.replace(lit, REDACTED)
+        if _SECRET_RE.search(out):
+            out = _SECRET_RE.sub(REDACTED, out)
+        if len(s) <= 128:
+            if len(self._cache) >= 8192:
+                self._cache.clear()
+            self._cache[s] = out
+        return out
 
     def value(self, v: Any, depth: int = 0) -> Any:
         """Redact and truncate a JSON-like value (strings cut to ``preview_chars``)."""
@@ -113,67 +125,72 @@ class Redactor:
         return self.value(str(v), depth + 1)
 
 
-def _int(v: Any) -> int:
-    try:
-        n = int(v)
-    except (TypeError, ValueError):
-        return 0
-    return n if 0 <= n <= _MAX_INT else 0
-
-
-def _float(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return 0.0
-    return f if f == f and abs(f) != float("inf") else 0.0
-
-
-# Other names emitters use for the typed columns (the first present wins when the column itself is absent).
+# Other names emitters use for the typed columns (used when the column itself is absent or not a number).
 _ALIASES = {"tokens_in": ("input_tokens", "prompt_tokens"), "tokens_out": ("output_tokens", "completion_tokens"),
             "cost": ("cost_usd",), "status": ("http_status", "status_code"), "latency_ms": ("duration_ms",)}
+_ALIAS_OF = {a: col for col, names in _ALIASES.items() for a in names}
+_TYPE = {**{c: 1 for c in STR_COLUMNS[1:]}, **{c: 2 for c in INT_COLUMNS}, **{c: 3 for c in FLOAT_COLUMNS}}
+_EMPTY = {**{c: "" for c in STR_COLUMNS[1:]}, **{c: 0 for c in INT_COLUMNS}, **{c: 0.0 for c in FLOAT_COLUMNS}}
 
 
-def _alias(fields: dict[str, Any], column: str) -> Any:
-    for name in _ALIASES[column]:
-        v = fields.get(name)
-        if v is not None:
-            return v
-    return None
+def _number(v: Any, conv) -> Any:
+    """``conv(v)`` if v is a usable number (or numeric text), else None."""
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        x = conv(float(v)) if isinstance(v, str) else conv(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if conv is int:
+        return x if 0 <= x <= _MAX_INT else None
+    return x if x == x and abs(x) != float("inf") else None
 
 
 def build_row(kind: str, fields: dict[str, Any], redactor: Redactor, ts: float | None = None) -> dict[str, Any]:
-    """A row (without chain columns) from an emitted event. Never raises on odd input."""
+    """A row (without chain columns) from an emitted event. Never raises on odd input.
+
+    Typed columns get their value (redacted, or converted to a number); everything else, and any value a
+    typed column cannot hold (a textual status, a negative count), goes redacted and truncated into ``data``.
+    """
     if ts is None:
         t = fields.get("ts")
         ts = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else time.time()
-    row: dict[str, Any] = {"ts": int(ts * 1_000_000)}
-    row["kind"] = str(kind)[:64]
-    text = redactor.text
-    for c in STR_COLUMNS[1:]:
-        v = fields.get(c)
-        if v is None:
-            row[c] = ""
+    row: dict[str, Any] = {"ts": int(ts * 1_000_000), "kind": str(kind)[:64], **_EMPTY}
+    text, cache, short = redactor.text, redactor._cache, redactor._min
+    rest: dict[str, Any] = {}
+    aliased: dict[str, Any] = {}
+    for k, v in fields.items():
+        t = _TYPE.get(k)
+        if t == 1 and v.__class__ is str:            # the common case first: a short or already-seen string
+            if len(v) < short:
+                row[k] = v
+            else:
+                hit = cache.get(v)
+                row[k] = hit if hit is not None else text(v)[:1024]
+        elif t is None:
+            if k != "ts":
+                rest[k] = v
+                col = _ALIAS_OF.get(k)
+                if col is not None and col not in aliased:
+                    aliased[col] = v
+        elif v is None:
+            continue
+        elif t == 1:
+            row[k] = text(v if v.__class__ is str else str(v))[:1024]
         else:
-            s = v if isinstance(v, str) else str(v)
-            row[c] = text(s)[:1024]
-    bad: dict[str, Any] = {}
-    for cols, conv in ((INT_COLUMNS, _int), (FLOAT_COLUMNS, _float)):
-        for c in cols:
-            v = fields.get(c)
-            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if v is not None and not numeric:
-                try:
-                    float(v)
-                    numeric = True
-                except (TypeError, ValueError):
-                    bad[c] = v               # e.g. a textual status: kept in data, not lost
-            if not numeric and c in _ALIASES:
-                v = _alias(fields, c)
-            row[c] = conv(v)
+            x = (v if v.__class__ is int and 0 <= v <= _MAX_INT else _number(v, int)) if t == 2 else \
+                (float(v) if v.__class__ in (float, int) and v == v and abs(v) != float("inf") else _number(v, float))
+            if x is None:
+                rest[k] = v
+            else:
+                row[k] = x
+    for col, v in aliased.items():
+        if fields.get(col) is None or col in rest:
+            x = _number(v, int if _TYPE[col] == 2 else float)
+            if x is not None:
+                row[col] = x
     if not row["tokens"]:
         row["tokens"] = row["tokens_in"] + row["tokens_out"]
-    rest = {k: v for k, v in fields.items() if (k not in _KNOWN or k in bad) and k != "ts"}
     if rest:
         data = orjson.dumps(redactor.value(rest), option=orjson.OPT_NON_STR_KEYS, default=str).decode()
         limit = redactor.preview_chars * 8

@@ -36,9 +36,10 @@ class Wal:
         self._size = 0
 
     # -- writing ----------------------------------------------------------------------
-    def append(self, rows: list[dict[str, Any]]) -> Path:
-        """Append rows and fsync. Returns the segment they went to. Raises WalError."""
-        data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    def append(self, rows: list[dict[str, Any]]) -> bytes:
+        """Append rows as JSON lines and fsync. Returns the bytes written (ready for a JSONEachRow insert).
+        Raises WalError."""
+        data = b"".join([orjson.dumps(r) + b"\n" for r in rows])
         try:
             if self._fh is None or self._size >= self.segment_bytes:
                 self.seal()
@@ -54,7 +55,7 @@ class Wal:
             self._close_quietly()
             raise WalError(e.errno, f"audit WAL write failed in {self.dir}: {e.strerror or e}") from e
         self._size += len(data)
-        return self._path  # type: ignore[return-value]
+        return data
 
     def seal(self) -> None:
         """Close the current segment; the next append opens a new one."""
@@ -87,16 +88,22 @@ class Wal:
         return [p for p in self.segments() if p != self._path]
 
     @staticmethod
-    def read(path: Path) -> Iterator[dict[str, Any]]:
+    def read_lines(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """(line, row) pairs of a segment; a torn last line (crash mid-write) is skipped."""
         with open(path, "rb") as fh:
             for n, line in enumerate(fh, 1):
                 if not line.endswith(b"\n"):
                     log.warning("audit WAL %s: ignoring torn last line %d (unacknowledged batch)", path.name, n)
                     break
                 try:
-                    yield orjson.loads(line)
+                    yield line, orjson.loads(line)
                 except orjson.JSONDecodeError:
                     log.error("audit WAL %s: unreadable line %d skipped", path.name, n)
+
+    @staticmethod
+    def read(path: Path) -> Iterator[dict[str, Any]]:
+        for _, row in Wal.read_lines(path):
+            yield row
 
     def remove(self, path: Path) -> None:
         if path == self._path:

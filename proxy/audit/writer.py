@@ -28,7 +28,7 @@ from typing import Any
 
 from . import metrics as m
 from .chain import Chain
-from .events import COLUMNS, Redactor, build_row
+from .events import Redactor, build_row
 from .migrate import migrate
 from .wal import Wal, WalError
 
@@ -76,7 +76,8 @@ class Writer:
         self.accepting = True
         self.last_error: str | None = None
         self._unsaved: list[dict[str, Any]] = []
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[bytes] = []          # JSON lines in the WAL, not yet in ClickHouse
+        self._pending_rows = 0
         self._next_retry = 0.0
         self._retry_delay = 0.5
         self._idle = threading.Event()     # set when queue and pending are empty and nothing is in backlog
@@ -167,7 +168,7 @@ class Writer:
                 if items or self._unsaved:
                     self._persist(items)
                 now = time.monotonic()
-                if self._pending and (len(self._pending) >= self.batch_size or now >= next_flush or stopping):
+                if self._pending and (self._pending_rows >= self.batch_size or now >= next_flush or stopping):
                     self._flush()
                     next_flush = time.monotonic() + self.flush_seconds
                 elif not self._pending:
@@ -196,9 +197,10 @@ class Writer:
             if waiter is not None:
                 waiters.setdefault(waiter[0], []).append(waiter[1])
         ok = True
+        data = b""
         try:
             if rows:
-                self.wal.append(rows)
+                data = self.wal.append(rows)
             m.ROWS_DURABLE.inc(len(rows))
             if not self.accepting:
                 log.warning("audit: WAL writable again; accepting governed calls")
@@ -216,8 +218,9 @@ class Writer:
                 log.error("audit: %d rows dropped: WAL unwritable and memory buffer full",
                           len(rows) - len(keep))
             self._unsaved = keep
-        if ok and not self.backlog:
-            self._pending.extend(rows)
+        if ok and not self.backlog and data:
+            self._pending.append(data)
+            self._pending_rows += len(rows)
         for loop, futs in waiters.items():
             try:
                 loop.call_soon_threadsafe(_resolve, futs, ok)
@@ -225,20 +228,20 @@ class Writer:
                 pass
         m.WAL_BYTES.set(self.wal.current_size if not self.backlog else self.wal.size_bytes())
 
-    def _insert(self, client: Any, rows: list[dict[str, Any]]) -> None:
-        for i in range(0, len(rows), max(self.batch_size, 1000)):
-            chunk = rows[i:i + max(self.batch_size, 1000)]
-            with self._client_lock:
-                client.insert("events", [[r[c] for c in COLUMNS] for r in chunk], column_names=COLUMNS)
-            m.BATCH_ROWS.observe(len(chunk))
-            m.ROWS_WRITTEN.inc(len(chunk))
+    def _insert(self, client: Any, data: bytes, rows: int) -> None:
+        """One JSONEachRow insert of WAL lines (ClickHouse parses them; no Python-side re-encoding)."""
+        with self._client_lock:
+            client.raw_insert("events", None, data, fmt="JSONEachRow")
+        m.BATCH_ROWS.observe(rows)
+        m.ROWS_WRITTEN.inc(rows)
 
     def _flush(self) -> None:
-        rows, self._pending = self._pending, []
+        chunks, rows = self._pending, self._pending_rows
+        self._pending, self._pending_rows = [], 0
         try:
             with self._client_lock:
                 client = self.client()
-            self._insert(client, rows)
+            self._insert(client, b"".join(chunks), rows)
         except Exception as e:  # noqa: BLE001 - any driver/network error: keep rows in the WAL
             self._enter_backlog(e)
             return
@@ -255,7 +258,7 @@ class Writer:
                       "when it returns", redacted_dsn(self.dsn), str(e).splitlines()[0][:200])
         self.backlog = True
         m.BACKLOG.set(1)
-        self._pending = []
+        self._pending, self._pending_rows = [], 0
         with self._client_lock:
             if self._client is not None:
                 try:
@@ -274,13 +277,13 @@ class Writer:
             self.wal.seal()
             segments = self.wal.segments()
             for seg in segments:
-                rows = list(Wal.read(seg))
-                fresh = self._not_in_clickhouse(client, rows)
+                lines = list(Wal.read_lines(seg))
+                fresh = self._not_in_clickhouse(client, lines)
                 if fresh:
-                    self._insert(client, fresh)
+                    self._insert(client, b"".join(fresh), len(fresh))
                     m.ROWS_REPLAYED.inc(len(fresh))
-                if len(fresh) < len(rows):
-                    m.ROWS_DEDUPED.inc(len(rows) - len(fresh))
+                if len(fresh) < len(lines):
+                    m.ROWS_DEDUPED.inc(len(lines) - len(fresh))
                 self.wal.remove(seg)
             if segments:
                 log.info("audit: replayed %d WAL segment(s) into ClickHouse", len(segments))
@@ -296,9 +299,10 @@ class Writer:
         m.WAL_BYTES.set(0)
         m.WAL_SEGMENTS.set(0)
 
-    def _not_in_clickhouse(self, client: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _not_in_clickhouse(self, client: Any, lines: list[tuple[bytes, dict[str, Any]]]) -> list[bytes]:
+        """The WAL lines whose (stream, seq) ClickHouse does not have yet."""
         by_stream: dict[str, list[int]] = {}
-        for r in rows:
+        for _, r in lines:
             by_stream.setdefault(r["stream"], []).append(r["seq"])
         have: set[tuple[str, int]] = set()
         for stream, seqs in by_stream.items():
@@ -306,9 +310,7 @@ class Writer:
                 res = client.query("SELECT seq FROM events WHERE stream = {s:String} AND seq BETWEEN {a:UInt64} "
                                    "AND {b:UInt64}", parameters={"s": stream, "a": min(seqs), "b": max(seqs)})
             have.update((stream, int(x[0])) for x in res.result_rows)
-        if not have:
-            return rows
-        return [r for r in rows if (r["stream"], r["seq"]) not in have]
+        return [line for line, r in lines if (r["stream"], r["seq"]) not in have]
 
 
 def _resolve(futs: list[asyncio.Future], ok: bool) -> None:
