@@ -18,3 +18,25 @@ INSERT_ERRORS = Counter("airlock_audit_insert_errors_total", "Failed ClickHouse 
 WAL_ERRORS = Counter("airlock_audit_wal_errors_total", "Failed WAL writes (disk full, permissions)")
 BATCH_ROWS = Histogram("airlock_audit_batch_rows", "Rows per ClickHouse insert",
                        buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000))
+
+# Figures derived from the audit stream itself (counted by the writer as rows are recorded).
+DECISIONS = Counter("airlock_policy_decisions_total", "MCP policy decisions recorded, by action and rule",
+                    ["action", "rule"])
+APPROVAL_EVENTS = Counter("airlock_approval_events_total", "Approval lifecycle events recorded, by kind", ["kind"])
+MODEL_COST = Counter("airlock_model_cost_by_model_usd_total", "Model spend recorded in request rows, by provider "
+                     "and model", ["provider", "model"])
+SESSIONS_ENDED = Counter("airlock_sessions_ended_total", "Sessions ended by an administrator")
+
+
+def observe(row: dict) -> None:
+    """Count one recorded row in the derived metrics (cheap: a kind check for most rows)."""
+    kind = row["kind"]
+    if kind == "request":
+        if row["cost"]:
+            MODEL_COST.labels(row["provider"] or "-", row["model"] or "-").inc(row["cost"])
+    elif kind == "decision":
+        DECISIONS.labels(row["action"] or "-", row["rule"] or "default").inc()
+    elif kind.startswith("approval."):
+        APPROVAL_EVENTS.labels(kind).inc()
+    elif kind == "session_end":
+        SESSIONS_ENDED.inc()

@@ -194,6 +194,7 @@ class Writer:
                 row = build_row("error", {"reason": f"unbuildable audit event {kind!r}: {type(e).__name__}"},
                                 self.redactor, ts)
             rows.append(self.chain.link(row))
+            m.observe(row)
             if waiter is not None:
                 waiters.setdefault(waiter[0], []).append(waiter[1])
         ok = True

@@ -227,3 +227,19 @@ async def test_disk_full_fails_closed_then_recovers(make_sink, tmp_path):
         await s2.close()
     finally:
         subprocess.run(["umount", "-l", str(wal)])
+
+
+async def test_derived_metrics_count_recorded_rows(make_sink):
+    s = make_sink()
+    deny0 = m.DECISIONS.labels("deny", "no-prod")._value.get()
+    cost0 = m.MODEL_COST.labels("openai", "gpt-4o")._value.get()
+    await s.start()
+    s.emit("decision", action="deny", rule="no-prod", tool="bash")
+    s.emit("decision", action="deny", rule="no-prod", tool="bash")
+    s.emit("request", provider="openai", model="gpt-4o", cost=0.25)
+    s.emit("approval.created", approval_id="a1")
+    await flushed(s)
+    assert m.DECISIONS.labels("deny", "no-prod")._value.get() - deny0 == 2
+    assert abs(m.MODEL_COST.labels("openai", "gpt-4o")._value.get() - cost0 - 0.25) < 1e-9
+    assert m.APPROVAL_EVENTS.labels("approval.created")._value.get() >= 1
+    await s.close()
