@@ -18,6 +18,15 @@ class Mcp:
         self.fw = Firewall(rt)
         rt.services.setdefault("mcp", self.fw)
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        route = flow.metadata.get(ROUTE)
+        if route is None or route.kind != "mcp" or flow.response is not None or flow.request.method != "POST":
+            return
+        try:
+            self.fw.request_headers(flow, route)
+        except Exception as e:
+            self.fw.fail_closed(flow, route.name, e)
+
     async def request(self, flow: http.HTTPFlow) -> None:
         route = flow.metadata.get(ROUTE)
         if route is None or route.kind != "mcp" or flow.response is not None:

@@ -70,6 +70,26 @@ class Firewall:
         self._tasks: set[asyncio.Task] = set()
 
     # -- requests ----------------------------------------------------------------------------
+    def request_headers(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
+        """Refuse POST bodies that mitmproxy would stream past the ``request`` hook uninspected."""
+        req = flow.request
+        if req.stream:                   # over stream_large_bodies: the body would never be decided
+            problem = (413, "MCP request body too large for Airlock to inspect; it was not forwarded. "
+                            "Send smaller arguments (for example a file path instead of the file's content).")
+        elif "content-length" not in req.headers and "chunked" in req.headers.get("transfer-encoding", "").lower():
+            problem = (411, "Airlock needs a Content-Length on MCP requests (chunked bodies can grow past what it "
+                            "can inspect); the request was not forwarded.")
+        else:
+            return
+        status, message = problem
+        req.stream = False
+        self.rt.audit.emit("mcp_invalid", server=route.name, code=jsonrpc.INVALID_REQUEST, reason=message,
+                           status=status)
+        _count("mcp_uninspectable")
+        flow.metadata[flowmeta.OUTCOME] = "mcp_uninspectable"
+        flow.response = errors.response("mcp", status, message, "uninspectable_body",
+                                        headers=_session_header(flow), rpc_code=jsonrpc.INVALID_REQUEST)
+
     async def request(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
         req = flow.request
         if req.method != "POST" or not req.raw_content:

@@ -216,3 +216,23 @@ def test_decisions_are_audited_without_tokens(env):
     assert all(x["action"] == "deny" and x["rule"] == "no-delete" and x["outcome"] == "refused" for x in found)
     everything = a.admin("POST", "/v1/audit/query", {"sql": "SELECT * FROM events", "limit": 100000}).json()
     assert token not in json.dumps(everything)
+
+
+def test_bodies_airlock_cannot_inspect_are_refused(env):
+    """Over mitmproxy's streaming threshold (or chunked) a body would pass the request hook unseen."""
+    a, ups, token = env
+    up = ups["json_resp"]
+    before = len(up.calls())
+    h = {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream",
+         "content-type": "application/json"}
+    big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "delete_repo", "arguments": {"name": "x" * 2_000_000}}}).encode()
+    r = httpx2.post(f"{a.gateway_url}/mcp/json_resp", headers=h, content=big, timeout=30)
+    assert r.json()["error"]["code"] == -32600 and "too large" in r.json()["error"]["message"]
+
+    def chunks():
+        yield big[:100]
+        yield big[100:]
+    r = httpx2.post(f"{a.gateway_url}/mcp/json_resp", headers=h, content=chunks(), timeout=30)
+    assert r.status_code == 411 or "Content-Length" in r.json()["error"]["message"]
+    assert len(up.calls()) == before
