@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .docs import Doc
-from .model import Location, Server
+from .model import Location, Server, safe_name
 
 Files = list[tuple[Location, Doc]]
 
@@ -58,7 +58,8 @@ class Ctx:
     def wrap_args(self, name: str, command: str, args: list) -> list[str]:
         who = ["--agent", self.agent] if self.agent else []
         who += ["--account", self.account] if self.account else []
-        return [*self.global_args, "mcp", "wrap", "--server", name, *who, "--", command, *[str(a) for a in args]]
+        return [*self.global_args, "mcp", "wrap", "--server", safe_name(name), *who, "--", command,
+                *[str(a) for a in args]]
 
     def hook_command(self, kind: str) -> str:
         return " ".join(shlex.quote(x) for x in [self.airlock, *self.global_args, "hook", kind])

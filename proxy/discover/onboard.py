@@ -61,6 +61,9 @@ class AirlockConfig:
             warnings.append(f"{agent}: {srv.name} has URL {srv.url!r}, not http(s); left unchanged")
             return None
         existing = self.doc.get(["mcp_servers"]) or {}
+        same_url = [n for n, spec in existing.items() if isinstance(spec, dict) and spec.get("url") == url]
+        if same_url:                        # one Airlock entry per upstream, whoever registered it first
+            return same_url[0]
         base = safe_name(srv.name)
         candidates = [base, f"{safe_name(agent)}-{base}"] + [f"{safe_name(agent)}-{base}-{i}" for i in range(2, 50)]
         for name in candidates:

@@ -28,6 +28,11 @@ EXPECTED = {   # agent -> {server: (transport, disabled, scope)}
     "vscode": {"perplexity": ("stdio", False, "user"), "github": ("http", False, "user"),
                "legacy-sse": ("sse", False, "user"), "fetch": ("stdio", False, "legacy"),
                "azure": ("stdio", False, "project")},
+    "cline": {"github.com/modelcontextprotocol/servers/tree/main/src/git": ("stdio", False, "user"),
+              "remote-docs": ("http", True, "user")},
+    "roo": {"events": ("sse", False, "user"), "filesystem": ("stdio", False, "project")},
+    "zed": {"mcp-server-time": ("stdio", False, "user"), "legacy-github": ("stdio", False, "user"),
+            "remote-linear": ("http", False, "user")},
 }
 MODELS = {
     "claude-code": {"provider": "anthropic", "base_url": "https://api.anthropic.com"},
@@ -40,9 +45,12 @@ MODELS = {
     "openclaw": {"provider": "openrouter", "base_url": "https://openrouter.ai/api/v1"},
     "hermes": {"provider": "custom", "base_url": "https://inference.example.com/v1"},
     "vscode": {"provider": None, "base_url": None},
+    "cline": {"provider": None, "base_url": None},
+    "roo": {"provider": None, "base_url": None},
+    "zed": {"provider": "anthropic", "base_url": "https://api.anthropic.com"},
 }
 SECRETS = ["lin_api_9f8e7d6c", "sk-ant-api03", "rk_live_literal", "BSA-literal", "c7-literal", "bb_live_literal",
-           "sk-ant-oc-literal", "AIzaSy-literal"]
+           "sk-ant-oc-literal", "AIzaSy-literal", "ghp_literal_zed"]
 
 
 def test_finds_every_agent_and_exactly_its_servers(tree):

@@ -50,7 +50,8 @@ def test_onboard_then_restore_is_byte_identical(tree, cfg, airlock):
     p = onboard(airlock, home, project, cfg, "--yes", "--json")
     out = json.loads(p.stdout)
     assert {a["agent"] for a in out["agents"]} == {"claude-code", "claude-desktop", "codex", "cursor", "gemini",
-                                                    "opencode", "windsurf", "openclaw", "hermes", "vscode"}
+                                                    "opencode", "windsurf", "openclaw", "hermes", "vscode",
+                                                    "cline", "roo", "zed"}
     after = snapshot(root)
     changed = {k for k in before if before[k] != after.get(k)}
     assert len(changed) >= 18 and "airlock.yaml" in changed
@@ -202,6 +203,25 @@ def test_rewrites_are_correct_and_lossless_per_format(tree, cfg, airlock):
     # Windsurf keeps its serverUrl key
     ws = json.loads((home / ".codeium" / "windsurf" / "mcp_config.json").read_text())["mcpServers"]
     assert ws["github-remote"]["serverUrl"].startswith(f"{gw}/mcp/") and ws["playwright"]["disabled"] is True
+
+    # Zed: JSONC with trailing commas, legacy {"command": {"path", "args"}} shape wrapped in place
+    text = (home / ".config" / "zed" / "settings.json").read_text()
+    assert text.startswith("// Zed settings\n//\n") and '"ui_font_size": 16,' in text
+    zed = json5.loads(text)["context_servers"]
+    assert zed["legacy-github"]["command"]["path"].endswith("airlock")
+    args = zed["legacy-github"]["command"]["args"]
+    assert args[args.index("--"):] == ["--", "docker", "run", "-i", "--rm", "-e", "GITHUB_PERSONAL_ACCESS_TOKEN",
+                                       "ghcr.io/github/github-mcp-server"]
+    assert zed["postgres-context-server"] == {"source": "extension", "settings": {"database_url": "postgresql://localhost/dev"}}
+    # Cline / Roo keep their own transport words; one Airlock entry per upstream URL
+    cline = json.loads((home / ".config/Code/User/globalStorage/saoudrizwan.claude-dev/settings/cline_mcp_settings.json")
+                       .read_text())["mcpServers"]
+    assert cline["remote-docs"]["type"] == "streamableHttp" and cline["remote-docs"]["url"] == f"{gw}/mcp/docs"
+    args = cline["github.com/modelcontextprotocol/servers/tree/main/src/git"]["args"]
+    assert args[args.index("--server") + 1] == "github.com-modelcontextprotocol-servers-tree-main-src-git"
+    roo = json.loads((home / ".config/Code/User/globalStorage/rooveterinaryinc.roo-cline/settings/mcp_settings.json")
+                     .read_text())["mcpServers"]
+    assert roo["events"]["type"] == "streamable-http" and roo["events"]["url"] == f"{gw}/mcp/legacy_events"
 
     # one minted token per agent, each known to Airlock under the agent's name; never printed
     assert len(set(tokens.values())) == len(tokens)
