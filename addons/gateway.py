@@ -91,7 +91,8 @@ class Gateway:
             return
         if call.stream:
             flow.request.headers["accept-encoding"] = "identity"
-            new = self.keeper.wants_usage_injection(call, body)
+        if isinstance(body, dict):
+            new = self.keeper.upstream_body(call, body)
             if new is not None:
                 flowmeta.set_request_json(flow, new)
 

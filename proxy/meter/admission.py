@@ -155,6 +155,32 @@ class Gatekeeper:
         call.admission = adm
         return call, None
 
+    def upstream_body(self, call: Call, body: dict) -> dict | None:
+        """The body to send upstream, or None when it goes unchanged.
+
+        * Chat streams ask for ``stream_options.include_usage`` (the settle needs usage).
+        * Under a hard budget the output cap sent upstream is what the reservation allows,
+          so the provider itself stops there (the only bound for a non-streaming call or
+          for hidden reasoning tokens); the client's own cap is kept when it is lower.
+        """
+        new = self.wants_usage_injection(call, body)
+        adm = call.admission
+        if adm is None or adm.output_allowance is None or call.api not in ("chat", "responses", "anthropic"):
+            return new
+        allow = max(1, adm.output_allowance)
+        if call.api == "chat":
+            n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 1) > 1 else 1
+            allow = max(1, allow // n)
+            keys = [k for k in ("max_completion_tokens", "max_tokens") if k in body] or [_chat_cap_key(call.model)]
+        else:
+            keys = ["max_output_tokens" if call.api == "responses" else "max_tokens"]
+        for k in keys:
+            cur = body.get(k)
+            if not (isinstance(cur, int) and not isinstance(cur, bool) and 0 < cur <= allow):
+                new = new if new is not None else dict(body)
+                new[k] = allow
+        return new
+
     def wants_usage_injection(self, call: Call, body: dict) -> dict | None:
         """The body to send upstream with stream_options.include_usage set, or None if unchanged."""
         if call.api != "chat" or not call.stream or call.client_wants_usage:
@@ -163,3 +189,9 @@ class Gatekeeper:
         new = dict(body)
         new["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
         return new
+
+
+def _chat_cap_key(model: str | None) -> str:
+    """OpenAI reasoning models refuse ``max_tokens``; everyone else understands it."""
+    m = model or ""
+    return "max_completion_tokens" if m.startswith(("o1", "o3", "o4", "gpt-5")) else "max_tokens"

@@ -150,3 +150,27 @@ def test_api_paths_and_caps():
     assert output_cap("responses", {"max_output_tokens": 7}, 1) == 7
     assert output_cap("embeddings", {}, 99) == 0
     assert bucket("day", 1_800_000_000) == "20270115" and bucket("total") == "total"
+
+
+async def test_output_cap_sent_upstream_follows_the_reservation(store):
+    eng = FakeEngine(budgets=[Budget("t", "subject", "total", None, 100, True, {})])
+    keeper = Gatekeeper(store, Settings(default_max_tokens=4096, min_output_tokens=1))
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    call, refusal = await keeper.admit(eng, WHO, "openai", "openai", "/chat/completions", body)
+    assert refusal is None and call.admission.output_allowance < 100
+    sent = keeper.upstream_body(call, body)
+    assert sent["max_tokens"] == call.admission.output_allowance and "max_tokens" not in body
+    # a lower cap of the client's own is kept; an Anthropic cap above the allowance is lowered
+    other = Identity("t2", "acme", subject="bob")
+    call, _ = await keeper.admit(eng, other, "openai", "openai", "/chat/completions", {**body, "max_tokens": 5})
+    assert keeper.upstream_body(call, {**body, "max_tokens": 5}) is None
+    third = Identity("t3", "acme", subject="carol")
+    abody = {"model": "claude-sonnet-4-5", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
+    call, _ = await keeper.admit(eng, third, "anthropic", "anthropic", "/v1/messages", abody)
+    assert keeper.upstream_body(call, abody)["max_tokens"] == call.admission.output_allowance
+    # reasoning models get max_completion_tokens; no budget -> body unchanged
+    call, _ = await keeper.admit(eng, Identity("t4", "acme", subject="dan"), "openai", "openai",
+                                 "/chat/completions", {**body, "model": "o3"})
+    assert "max_completion_tokens" in keeper.upstream_body(call, {**body, "model": "o3"})
+    call, _ = await keeper.admit(FakeEngine(), WHO, "openai", "openai", "/chat/completions", body)
+    assert keeper.upstream_body(call, body) is None
