@@ -20,7 +20,10 @@ class Mcp:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         route = flow.metadata.get(ROUTE)
-        if route is None or route.kind != "mcp" or flow.response is not None or flow.request.method != "POST":
+        if route is None or route.kind != "mcp" or flow.response is not None:
+            return
+        flow.request.headers["accept-encoding"] = "identity"    # SSE must arrive uncompressed to be rewritten
+        if flow.request.method != "POST":
             return
         try:
             self.fw.request_headers(flow, route)
