@@ -118,7 +118,10 @@ class Firewall:
                 dirty = True
                 continue
             if msg.kind == "request" and msg.method == "tools/list":
-                (session.pending.__setitem__(msg.id, ("list", None)) if session else state.list_ids.add(msg.id))
+                if session is not None:
+                    session.pending[msg.id] = ("list", None)
+                else:
+                    state.list_ids.add(msg.id)
             elif msg.is_call and self._airlock_tool(msg):
                 pass                                          # answered by another Airlock component
             elif msg.is_call:
