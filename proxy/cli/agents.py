@@ -101,6 +101,10 @@ def onboard(home: Optional[Path] = HOME, project: Optional[Path] = PROJECT,
     if gateway_url is not None and not gateway_url.startswith(("http://", "https://")):
         fail(f"--gateway-url {gateway_url!r} must be an http(s) URL, e.g. http://127.0.0.1:8787")
     cfg_path = (config or Path(state.config or "airlock.yaml")).expanduser().absolute()
+    if not cfg_path.is_file():
+        fail(f"no Airlock config at {cfg_path}: onboard registers remote MCP servers there, and wrapped servers "
+             "and hooks find the admin API through it. Pass -c with the airlock.yaml that 'airlock run' uses "
+             "(an empty file means all defaults)", 2)
     global_args = ["-c", str(cfg_path)]       # wrap/hook find the admin API (URL + token file) through it
     acct = account or getpass.getuser()
 

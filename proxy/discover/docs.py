@@ -52,6 +52,7 @@ def _yaml_indent(text: str, y: YAML) -> None:
 class Doc:
     def __init__(self, path: Path, fmt: str, original: bytes | None):
         self.path, self.fmt, self.original = path, fmt, original
+        self.edited = False
         text = "" if original is None else original.decode("utf-8")
         self._text = text
         try:
@@ -123,6 +124,7 @@ class Doc:
         """Set ``path`` to ``value`` (creating parents). ``table``: TOML ``[section]`` not inline."""
         if self.get(path, _MISSING) == value:
             return False
+        self.edited = True
         if self.fmt in JSON_FORMATS:
             return self._j.set(path, value)
         if self.fmt == "toml":
@@ -158,6 +160,7 @@ class Doc:
 
     def append_table(self, path: list, value: dict) -> None:
         """TOML: add ``[a.b]`` at the end of the file (valid out of order), nested dicts inline."""
+        self.edited = True
         fresh = tomlkit.document()
         cur = fresh
         for k in path[:-1]:
@@ -176,6 +179,7 @@ class Doc:
     def delete(self, path: list) -> bool:
         if self.get(path, _MISSING) is _MISSING:
             return False
+        self.edited = True
         if self.fmt in JSON_FORMATS:
             return self._j.delete(path)
         cur: Any = self._t if self.fmt == "toml" else self._yd
@@ -197,8 +201,8 @@ class Doc:
 
     @property
     def changed(self) -> bool:
-        new = self.render()
-        return new != (self.original or b"") or (self.original is None and bool(new))
+        """True when an edit made the bytes differ (a new file counts once something was set)."""
+        return self.edited and (self.original is None or self.render() != self.original)
 
 
 _MISSING = object()

@@ -112,6 +112,13 @@ def test_refuses_without_yes_when_not_a_terminal(tree, cfg, airlock):
     assert snapshot(home.parent) == before
     p = run_cli("agents", "onboard", "--home", str(home), "--agent", "nope", "--yes", env=airlock.cli_env())
     assert p.returncode != 0 and "unknown agent nope" in p.stderr
+    p = run_cli("agents", "onboard", "--home", str(home), "--yes", "-c", str(cfg.parent / "missing.yaml"),
+                env=airlock.cli_env())
+    assert p.returncode == 2 and "no Airlock config at" in p.stderr and "-c" in p.stderr
+    p = run_cli("agents", "onboard", "--home", str(home), "--yes", "-c", str(cfg), "--gateway-url", "localhost:1",
+                env=airlock.cli_env())
+    assert p.returncode != 0 and "must be an http(s) URL" in p.stderr
+    assert snapshot(home.parent) == before
 
 
 def test_rewrites_are_correct_and_lossless_per_format(tree, cfg, airlock):
@@ -297,3 +304,15 @@ def test_symlinked_config_stays_a_symlink(tree, cfg, airlock, tmp_path):
     assert (home / ".hermes" / "config.yaml").is_symlink() and b"/mcp/github" in real.read_bytes()
     run_cli("agents", "restore", "--home", str(home))
     assert (home / ".hermes" / "config.yaml").is_symlink() and real.read_bytes() == original
+
+
+def test_unparseable_file_is_skipped_with_a_warning_and_left_alone(tree, cfg, airlock):
+    home, project = tree
+    broken = home / ".codex" / "config.toml"
+    broken.write_text('model = "o3"\n[mcp_servers.x\ncommand = "npx"\n')
+    original = broken.read_bytes()
+    p = onboard(airlock, home, project, cfg, "--yes", "--agent", "codex", "--json")
+    [codex] = json.loads(p.stdout)["agents"]
+    assert any("not valid TOML" in w and str(broken) in w for w in codex["warnings"])
+    assert broken.read_bytes() == original
+    assert codex["changed_files"] == [str(project / ".codex" / "config.toml")]   # the readable file still onboarded
