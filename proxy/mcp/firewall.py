@@ -284,7 +284,14 @@ class Firewall:
         obj = ev.json()
         if not isinstance(obj, dict) or "method" in obj or "id" not in obj:
             return None
-        new = self._rewrite_response(obj, list_ids, replace, pending, server, None)
+        try:
+            new = self._rewrite_response(obj, list_ids, replace, pending, server, None)
+        except Exception as e:                 # fail closed: the client gets an error, not the unchecked result
+            log.exception("MCP firewall could not rewrite a result on %s", server)
+            _count("mcp_rewrite_error")
+            self.rt.audit.emit("mcp_error", server=server, error=type(e).__name__, reason=str(e)[:300])
+            new = jsonrpc.error(obj.get("id"), jsonrpc.INTERNAL_ERROR,
+                                "Airlock could not check this result, so it was withheld (fail closed).")
         return None if new is None else sse.encode(new, event_id=ev.id)
 
     def _rewrite_response(self, obj: dict, list_ids, replace, pending, server: str,

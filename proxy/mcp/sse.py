@@ -13,6 +13,7 @@ maps a session id to what the POST side asked the stream side to do for a JSON-R
 """
 from __future__ import annotations
 
+import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+log = logging.getLogger("airlock.mcp")
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 MAX_EVENT_BYTES = 16 * 1024 * 1024          # a single event larger than this is passed through unparsed
 
@@ -100,6 +102,7 @@ class SseRewriter:
             try:
                 new = self.transform(ev)
             except Exception:                            # never break the stream on our own bug
+                log.exception("SSE event transform failed; event passed through unchanged")
                 new = None
             out.append(raw if new is None else new)
             pos = m.end()
@@ -131,8 +134,9 @@ class LegacySessions:
         s = LegacySession(session_id, server)
         self._by_id[session_id] = s
         while len(self._by_id) > self.limit:
-            self._by_id.popitem(last=False)
+            old, _ = self._by_id.popitem(last=False)
             self.evicted += 1
+            log.warning("legacy SSE session %s forgotten: more than %d open sessions", old[:8], self.limit)
         return s
 
     def get(self, session_id: str | None) -> LegacySession | None:

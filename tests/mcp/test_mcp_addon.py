@@ -224,3 +224,25 @@ async def test_audit_row_redacts_secrets_in_arguments(rt):
     ev = rt.audit.of("decision")[0]
     assert secret not in ev["args"] and secret not in ev["justification"]
     assert orjson.loads(f.request.content)["params"]["arguments"]["text"] == f"push with {secret}"   # not altered
+
+
+async def test_result_rewrite_failure_withholds_the_result(rt):
+    """A tools/list result that cannot be filtered is replaced by an error, never passed on unchecked."""
+    m = Mcp(rt)
+    f = mkflow({"jsonrpc": "2.0", "id": 5, "method": "tools/list"})
+    await m.request(f)
+
+    class Broken:
+        version = "x"
+
+        def visible(self, tool, server):
+            raise RuntimeError("engine broke")
+    rt.policy.engine = Broken()
+    f.response = tutils.tresp(content=b"")
+    f.response.headers["content-type"] = "text/event-stream"
+    m.responseheaders(f)
+    listed = {"jsonrpc": "2.0", "id": 5, "result": {"tools": [{"name": "secret_admin", "inputSchema": {}}]}}
+    out = b"".join(f.response.stream(sse.encode(listed)) + f.response.stream(b""))
+    assert b"secret_admin" not in out
+    assert orjson.loads(out.split(b"data: ", 1)[1])["error"]["code"] == -32603
+    assert rt.audit.of("mcp_error")
