@@ -97,3 +97,18 @@ def test_statement_splitting():
     sql = "-- c;\nCREATE TABLE a (x String DEFAULT ';') ENGINE = Memory;\n\nCREATE VIEW v AS SELECT 1;\n"
     assert mig.statements(sql) == ["CREATE TABLE a (x String DEFAULT ';') ENGINE = Memory",
                                    "CREATE VIEW v AS SELECT 1"]
+
+
+def test_cli_db_migrate(tmp_path):
+    import json as _json
+
+    from tests.harness import run_cli
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    first = run_cli("db", "migrate", "--dsn", dsn, "--json")
+    assert first.returncode == 0, first.stderr
+    out = _json.loads(first.stdout)
+    assert out["applied_now"] == out["known"] and out["versions"] == [v for v, _, _ in mig.migrations()]
+    again = run_cli("db", "migrate", "--dsn", dsn)
+    assert again.returncode == 0 and "0 migration(s) applied" in again.stdout
+    bad = run_cli("db", "migrate", "--dsn", "http://127.0.0.1:9/default")
+    assert bad.returncode == 1 and "cannot open" in bad.stderr and "Traceback" not in bad.stderr

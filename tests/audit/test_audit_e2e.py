@@ -168,3 +168,26 @@ def test_export_formats_tail_and_verify(al, tmp_path):
     assert samples[("airlock_audit_rows_written_total", ())] >= n
     assert not [v for (name, _), v in samples.items() if name == "airlock_audit_rows_dropped_total" and v]
     assert samples[("airlock_audit_queue_depth", ())] >= 0
+
+
+def test_tail_follow_prints_new_rows(al):
+    import select
+    proc = subprocess.Popen([sys.executable, "-m", "proxy.cli.main", "audit", "tail", "-f", "-n", "1", "--json",
+                             "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=al.cli_env(), cwd=al.workdir)
+    try:
+        first = proc.stdout.readline()
+        assert json.loads(first)["kind"]
+        chat(al, session="tail-me")
+        seen = []
+
+        def got():
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                seen.append(json.loads(proc.stdout.readline()))
+            return any(r.get("session") == "tail-me" and r["kind"] == "request" for r in seen)
+
+        wait_until(got, 30, "tail -f to print the new request")
+    finally:
+        proc.terminate()
+        proc.wait(10)
