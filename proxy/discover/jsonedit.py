@@ -196,6 +196,7 @@ class JsonDoc:
 
     def __init__(self, text: str):
         self.text = text if text.strip() else "{}\n"
+        self.nl = "\r\n" if "\r\n" in self.text else "\n"     # keep the file's line endings
         self.root = parse(self.text)
         self.unit = self._detect_unit()
 
@@ -221,6 +222,8 @@ class JsonDoc:
         return s.replace("\n", "\n" + indent)
 
     def _splice(self, start: int, end: int, new: str) -> None:
+        if self.nl != "\n":
+            new = new.replace("\n", self.nl)
         self.text = self.text[:start] + new + self.text[end:]
         self.root = parse(self.text)
 
@@ -312,7 +315,7 @@ class JsonDoc:
         while k > after and t[k - 1] in " \t\r\n":
             k -= 1
         insert_at = k
-        new = f"\n{ind}{member}" + ("," if trailing else "")
+        new = (f"\n{ind}{member}" + ("," if trailing else "")).replace("\n", self.nl)
         self.text = t[:insert_at] + new + t[insert_at:]
         if not trailing:
             self.text = self.text[:after] + "," + self.text[after:]
@@ -339,7 +342,7 @@ class JsonDoc:
             start = mem.key_start
             ls = t.rfind("\n", 0, start)
             if ls > parent.start and not t[ls + 1:start].strip():
-                start = ls
+                start = ls - 1 if t[ls - 1] == "\r" else ls
             self._splice(start, end, "")
         elif idx < len(parent.members) - 1:
             start, end = mem.key_start, parent.members[idx + 1].key_start
@@ -354,7 +357,7 @@ class JsonDoc:
             start = mem.key_start
             ls = t.rfind("\n", 0, start)
             if not t[ls + 1:start].strip():
-                start = ls
+                start = ls - 1 if t[ls - 1] == "\r" else ls
             self.text = t[:start] + t[end + 1 if own_comma else mem.value.end:]
             if not own_comma:                    # drop the comma that preceded this member
                 prev_end = parent.members[idx - 1].value.end

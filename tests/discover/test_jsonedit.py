@@ -106,3 +106,15 @@ def test_set_matches_a_plain_dict_update(data, key, value, indent):
     d.delete(["k", key])
     expect["k"].pop(key)
     assert json.loads(d.text) == expect
+
+
+def test_crlf_files_keep_crlf():
+    src = '{\r\n  "a": 1,\r\n  "b": {\r\n    "c": 2\r\n  }\r\n}\r\n'
+    d = JsonDoc(src)
+    d.set(["b", "d"], {"e": 3})
+    d.set(["f"], 4)
+    assert "\n" not in d.text.replace("\r\n", "")
+    assert json.loads(d.text) == {"a": 1, "b": {"c": 2, "d": {"e": 3}}, "f": 4}
+    d.delete(["f"])
+    d.delete(["b", "d"])
+    assert d.text == src
