@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.harness import ROOT, Airlock, free_port, port_open, wait_until
@@ -23,17 +24,22 @@ CLI = ROOT / "node_modules" / "@modelcontextprotocol" / "server-everything" / "d
 def everything():
     if not CLI.exists():
         pytest.skip("npm package @modelcontextprotocol/server-everything is not installed (make setup)")
-    port = free_port()
-    proc = subprocess.Popen(["node", str(CLI), "streamableHttp"], env={**os.environ, "PORT": str(port)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = []
+    ports = {}
     try:
-        wait_until(lambda: port_open(port), 30, "server-everything")
+        for transport in ("streamableHttp", "sse"):
+            ports[transport] = port = free_port()
+            procs.append(subprocess.Popen(["node", str(CLI), transport], env={**os.environ, "PORT": str(port)},
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_until(lambda: port_open(port), 30, f"server-everything {transport}")
         with Airlock({"policies": [str(HERE / "policy.yaml")], "limits": {"drain_seconds": 2},
-                      "mcp_servers": {"everything": {"url": f"http://127.0.0.1:{port}/mcp"}}}) as a:
+                      "mcp_servers": {"everything": {"url": f"http://127.0.0.1:{ports['streamableHttp']}/mcp"},
+                                      "everything-sse": {"url": f"http://127.0.0.1:{ports['sse']}"}}}) as a:
             yield a, a.mint("acme", subject="bob")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for p in procs:
+            p.terminate()
+            p.wait(10)
 
 
 def test_sdk_client_through_airlock(everything):
@@ -53,6 +59,32 @@ def test_sdk_client_through_airlock(everything):
             assert r.is_error and "sum-too-big" in r.content[0].text
             r = await c.call_tool("get-env", {})
             assert r.is_error and "no-env-dump" in r.content[0].text
+            progress = []
+
+            async def on_progress(p, total, message):
+                progress.append(p)
+            r = await c.call_tool("trigger-long-running-operation", {"duration": 0.2, "steps": 2},
+                                  progress_callback=on_progress)
+            assert not r.is_error and progress        # notifications before the result pass through
+
+    anyio.run(main)
+
+
+def test_legacy_sse_typescript_server(everything):
+    """The TypeScript SDK's legacy transport (endpoint /message?sessionId=...) behind the gateway."""
+    a, token = everything
+
+    async def main():
+        async with Client(sse_client(f"{a.gateway_url}/mcp/everything-sse/sse",
+                                     headers={"authorization": f"Bearer {token}"})) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "get-env" not in names and "echo" in names
+            r = await c.call_tool("echo", {"message": "legacy ts", "justification": "test"})
+            assert not r.is_error and "legacy ts" in r.content[0].text
+            r = await c.call_tool("get-env", {})
+            assert r.is_error and "no-env-dump" in r.content[0].text
+            r = await c.call_tool("get-sum", {"a": 1, "b": 1})
+            assert not r.is_error and "2" in r.content[0].text
 
     anyio.run(main)
 
