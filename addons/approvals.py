@@ -13,6 +13,7 @@ import orjson
 from mitmproxy import connection, http
 
 from proxy import flowmeta
+from proxy.config import ConfigError
 from proxy.approvals import replies
 from proxy.approvals.gate import HELD, MCP_CALL, RELAYED, Gate
 from proxy.mcp import sse
@@ -25,7 +26,10 @@ _LIST = "airlock.approval_list"        # flow.metadata: this tools/list gets the
 class Approvals:
     def __init__(self, rt: Runtime):
         self.rt = rt
-        self.gate = Gate(rt)
+        try:
+            self.gate = Gate(rt)
+        except ConfigError as e:                # a bad approvals: section stops start-up, without a traceback
+            raise SystemExit(f"airlock: {e}") from None
         rt.services["approvals"] = self.gate
 
     async def running(self) -> None:

@@ -158,13 +158,22 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
             if n % 200 == 199:
                 await asyncio.sleep(0.05)                                       # ramp, don't SYN-flood
         deadline = time.monotonic() + 600
-        while await held_gauge(admin) < holds and time.monotonic() < deadline:
-            early = sum(1 for f in answers.values() if f.done())
-            if early:
-                raise RuntimeError(f"{early} held calls were answered before any decision")
+        early: list[int] = []
+        while time.monotonic() < deadline:
+            early = [n for n, f in answers.items() if f.done()]
+            if await held_gauge(admin) + len(early) >= holds:
+                break
             await asyncio.sleep(0.5)
         out["seconds_to_hold_all"] = round(time.perf_counter() - t_open, 1)
         out["held"] = await held_gauge(admin)
+        if early:                                  # answered before any decision: must not happen; show why
+            kinds: dict[str, int] = {}
+            for n in early:
+                _, status, body = answers[n].result()
+                key = f"{status}: {body[:120].decode(errors='replace')}"
+                kinds[key] = kinds.get(key, 0) + 1
+            out["answered_early"] = len(early)
+            out["answered_early_kinds"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
         rss, hwm = rss_mb(a.proc.pid)
         out["rss_mb_held"] = round(rss, 1)
         out["rss_mb_peak"] = round(hwm, 1)
@@ -173,10 +182,10 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
         out["rps_ratio"] = round(out["rps_with_holds"] / out["rps_no_holds"], 3)
 
         pending = (await admin.get("/v1/approvals", params={"limit": holds})).json()["approvals"]
-        ids = {p["arguments"]["n"]: p["id"] for p in pending}
+        ids = {p["arguments"]["n"]: p["id"] for p in pending if not answers[p["arguments"]["n"]].done()}
         out["pending_listed"] = len(ids)
         lat = []
-        sample = list(range(0, holds, max(1, holds // 300)))[:300]
+        sample = [n for n in range(0, holds, max(1, holds // 300)) if n in ids][:300]
         for n in sample:
             t0 = time.perf_counter()
             r = await admin.post(f"/v1/approvals/{ids[n]}/approve", json={"approver": "bench-human"})
@@ -194,7 +203,7 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
         async def deny(n: int) -> None:
             async with sem:
                 await admin.post(f"/v1/approvals/{ids[n]}/deny", json={"approver": "bench-human"})
-        rest = [n for n in range(holds) if n not in set(sample)]
+        rest = [n for n in ids if n not in set(sample)]
         t0 = time.perf_counter()
         await asyncio.gather(*(deny(n) for n in rest))
         results = await asyncio.wait_for(asyncio.gather(*(answers[n] for n in rest)), 300)
@@ -209,9 +218,68 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
     return out
 
 
-def run(holds: int = 10_000, seconds: float = 5.0, redis: str | None = None) -> dict:
+async def _bare(holds: int) -> dict:
+    """The floor: RSS per held request of a bare mitmproxy (no Airlock addons, no store, no audit)."""
+    from mitmproxy import http, options
+    from mitmproxy.addons import core, next_layer, proxyserver
+    from mitmproxy.master import Master
+
+    class Hold:
+        def __init__(self):
+            self.futs: list[asyncio.Future] = []
+
+        async def request(self, flow):
+            fut = asyncio.get_running_loop().create_future()
+            self.futs.append(fut)
+            await fut
+            flow.response = http.Response.make(200, b"ok")
+
+    port = free_port()
+    m = Master(options.Options())
+    hold = Hold()
+    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), hold)
+    m.options.update(mode=[f"reverse:http://127.0.0.1:9@127.0.0.1:{port}"], connection_strategy="lazy")
+    task = asyncio.get_running_loop().create_task(m.run())
+    await asyncio.sleep(1)
+    import gc
+    gc.collect()
+    before = rss_mb(os.getpid())[0]
+    conns = []
+    for i in range(holds):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request_bytes(port, "x", i, "hold_me", {"n": i}))
+        conns.append(writer)
+        if i % 200 == 199:
+            await asyncio.sleep(0.05)
+    while len(hold.futs) < holds:
+        await asyncio.sleep(0.1)
+    gc.collect()
+    after = rss_mb(os.getpid())[0]
+    for f in hold.futs:
+        f.set_result(None)
+    await asyncio.sleep(1)
+    for w in conns:
+        w.close()
+    m.shutdown()
+    await asyncio.gather(task, return_exceptions=True)
+    return {"bare_mitmproxy_kb_per_held_call": round((after - before) * 1024 / holds, 1),
+            "bare_note": "bench client sockets share that process"}
+
+
+def bare_floor(holds: int) -> dict:
+    import subprocess
+    out = subprocess.run([sys.executable, "-m", "bench.approvals_hold", "--bare", "--holds", str(holds)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    lines = [x for x in out.stdout.splitlines() if x.strip()]
+    return json.loads("\n".join(lines[lines.index("{"):])) if "{" in lines else {"bare_error": out.stderr[-300:]}
+
+
+def run(holds: int = 10_000, seconds: float = 5.0, redis: str | None = None, floor: bool = True) -> dict:
     import uvloop
-    return uvloop.run(_run(holds, seconds, redis))
+    res = uvloop.run(_run(holds, seconds, redis))
+    if floor:
+        res.update(bare_floor(min(holds, 5000)))
+    return res
 
 
 def write_results(res: dict) -> None:
@@ -238,7 +306,13 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--redis", default=None, help="redis://... to use a Redis store (default: in-process)")
     p.add_argument("--write", action="store_true", help="record the figures in bench/RESULTS.md")
+    p.add_argument("--bare", action="store_true", help="only measure a bare mitmproxy holding requests")
     args = p.parse_args()
+    if args.bare:
+        import logging
+        logging.disable(logging.CRITICAL)
+        print(json.dumps(asyncio.run(_bare(args.holds)), indent=2))
+        sys.exit(0)
     result = run(args.holds, args.seconds, args.redis)
     print(json.dumps(result, indent=2))
     if args.write:

@@ -8,7 +8,7 @@ from ..config import Config, ConfigError
 
 CHANNEL_TYPES = ("webhook", "slack", "mattermost", "email", "ntfy")
 _KEYS = {"public_url", "retention_seconds", "sweep_seconds", "keepalive_seconds", "max_hold_seconds",
-         "poll_seconds", "link_secret_env", "channels", "default_timeout_seconds"}
+         "poll_seconds", "link_secret_env", "channels"}
 
 
 @dataclass(slots=True)
@@ -17,7 +17,7 @@ class Settings:
     retention_seconds: float = 7 * 86400        # decided requests stay listable this long
     sweep_seconds: float = 0.5                  # expiry / escalation / store health tick
     keepalive_seconds: float = 10.0             # progress notifications for held SSE calls
-    max_hold_seconds: float = 3600.0            # cap on a workflow's timeout_seconds
+    max_hold_seconds: float = 3300.0            # cap on a workflow's timeout_seconds (< tcp_timeout 3600)
     poll_seconds: float = 15.0                  # poll interval suggested to async callers
     link_secret_env: str | None = None          # env var holding the link signing secret
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -234,3 +234,16 @@ async def test_redis_down_mid_hold_fails_cleanly(own_redis, audit):
     finally:
         await svc.close()
         await store.close()
+
+
+def test_settings_errors_name_the_key():
+    from proxy.config import ConfigError, from_dict
+    ok = Settings.from_config(from_dict({"approvals": {"keepalive_seconds": 2, "channels": {
+        "ops": {"type": "slack", "url": "https://hooks.slack.com/services/x"}}}}))
+    assert ok.keepalive_seconds == 2 and ok.channels["ops"]["type"] == "slack"
+    for bad, where in [({"bogus": 1}, "approvals.bogus"), ({"sweep_seconds": -1}, "approvals.sweep_seconds"),
+                       ({"channels": {"x": {"type": "pager"}}}, "approvals.channels.x.type"),
+                       ({"channels": {"mail": {"type": "email"}}}, "approvals.channels.mail"),
+                       ({"public_url": "ftp://x"}, "approvals.public_url")]:
+        with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
+            Settings.from_config(from_dict({"approvals": bad}))
