@@ -41,6 +41,12 @@ class Metering:
         resp = flow.response
         if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("text/event-stream"):
             return
+        if resp.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+            # we asked for identity; an upstream that compresses anyway is passed through, billed by estimate
+            log.warning("metering: %s sent a compressed event stream; not metered", call.provider)
+            metrics.FAILURES.labels("compressed_stream").inc()
+            resp.stream = True
+            return
         try:
             resp.stream = StreamMeter(call, on_cut=lambda: self._close_upstream(flow))
         except Exception:

@@ -28,6 +28,7 @@ from .usage import Usage
 
 log = logging.getLogger(__name__)
 
+MAX_EVENT_BYTES = 4 * 1024 * 1024   # a longer "event" means this is not SSE: stop parsing, pass it on
 CALL = "airlock.gateway.call"      # flow.metadata key shared by addons.gateway and addons.metering
 
 
@@ -121,6 +122,8 @@ class StreamMeter:
     def _feed(self, chunk: bytes):
         events = self.splitter.feed(chunk) if chunk else self.splitter.flush()
         if not events:
+            if len(self.splitter.pending_bytes()) > MAX_EVENT_BYTES:
+                raise ValueError(f"no event boundary in {MAX_EVENT_BYTES} bytes: not an event stream")
             return [] if chunk else b""
         self.events += len(events)
         if self.allowance is None:

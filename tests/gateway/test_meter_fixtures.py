@@ -9,6 +9,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.meter import sse
 from proxy.meter.stream import Call, StreamMeter
@@ -162,3 +164,34 @@ def test_parser_failure_forwards_the_rest_untouched():
         out.append(r if isinstance(r, bytes) else b"".join(r))
     out.append(meter(b""))
     assert b"".join(out) == raw and meter.broken
+
+
+def test_oversized_event_is_passed_through_not_buffered():
+    from proxy.meter import stream as stream_mod
+    call = Call(kind="openai", provider="p", api="chat", model="gpt-4o", stream=True)
+    meter = StreamMeter(call)
+    blob = b"data: " + b"x" * 65536
+    out = []
+    for _ in range(stream_mod.MAX_EVENT_BYTES // len(blob) + 2):
+        r = meter(blob)
+        out.append(r if isinstance(r, bytes) else b"".join(r))
+    out.append(meter(b""))
+    assert meter.broken and b"".join(out) == blob * (stream_mod.MAX_EVENT_BYTES // len(blob) + 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([None, "message_start", "ping", "content_block_delta"]),
+                          st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=40),
+                          st.sampled_from(["\n\n", "\r\n\r\n"])), max_size=12),
+       st.lists(st.integers(1, 50), min_size=1, max_size=20))
+def test_splitter_keeps_bytes_exact_for_any_chunking(events, cuts):
+    raw = b"".join(((f"event: {n}\n" if n else "") + f"data: {d}" + term).encode() for n, d, term in events)
+    sp = sse.SSESplitter()
+    got, i, k = [], 0, 0
+    while i < len(raw):
+        n = cuts[k % len(cuts)]
+        got += sp.feed(raw[i:i + n])
+        i, k = i + n, k + 1
+    got += sp.flush()
+    assert b"".join(e.raw for e in got) == raw
+    assert [e.data.decode() for e in got if not e.comment] == [d for _n, d, _t in events]
