@@ -8,6 +8,7 @@ that batch was never acknowledged.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
@@ -25,10 +26,50 @@ class WalError(OSError):
     """The WAL could not be written (disk full, permissions)."""
 
 
+MAX_SLOTS = 64
+
+
+def _try_lock(directory: Path) -> int | None:
+    """An exclusive flock on ``directory/.lock`` (None if a live process holds it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def slot_dirs(base: Path) -> list[Path]:
+    """The WAL directories under ``base``: the base itself (slot 0) and ``w1``.. for extra writers."""
+    return [base] + sorted(p for p in base.glob("w[0-9]*") if p.is_dir())
+
+
 class Wal:
-    def __init__(self, directory: Path, stream: str, segment_bytes: int = 16 * 1024 * 1024):
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+    """The segments of one writer. Several processes may share ``base``: each takes the first free
+    slot (a directory it holds an flock on), so no process ever replays or deletes another live
+    writer's segments; slots of dead processes are replayed by whoever finds them unlocked."""
+
+    def __init__(self, base: Path, stream: str, segment_bytes: int = 16 * 1024 * 1024):
+        self.base = Path(base)
+        self._lock: int | None = None
+        for i in range(MAX_SLOTS):
+            d = self.base if i == 0 else self.base / f"w{i}"
+            self._lock = _try_lock(d)
+            if self._lock is not None:
+                self.dir = d
+                break
+        else:
+            raise WalError(0, f"audit WAL {self.base}: all {MAX_SLOTS} writer slots are in use")
         self.stream = stream
         self.segment_bytes = segment_bytes
         self._fh: Any = None
@@ -122,8 +163,25 @@ class Wal:
                 pass
         return total
 
+    def orphans(self) -> list[tuple[Path, int]]:
+        """Other slots whose writer is gone (locked now by us: release with ``release``)."""
+        out = []
+        for d in slot_dirs(self.base):
+            if d == self.dir or not any(d.glob(f"*{SUFFIX}")):
+                continue
+            fd = _try_lock(d)
+            if fd is not None:
+                out.append((d, fd))
+        return out
+
+    @staticmethod
+    def release(fd: int) -> None:
+        _unlock(fd)
+
     def close(self) -> None:
         self.seal()
+        _unlock(self._lock)
+        self._lock = None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -277,15 +277,12 @@ class Writer:
                 client = self.client()
             self.wal.seal()
             segments = self.wal.segments()
-            for seg in segments:
-                lines = list(Wal.read_lines(seg))
-                fresh = self._not_in_clickhouse(client, lines)
-                if fresh:
-                    self._insert(client, b"".join(fresh), len(fresh))
-                    m.ROWS_REPLAYED.inc(len(fresh))
-                if len(fresh) < len(lines):
-                    m.ROWS_DEDUPED.inc(len(lines) - len(fresh))
-                self.wal.remove(seg)
+            for d, fd in self.wal.orphans():        # segments of a dead writer that shared the WAL dir
+                try:
+                    self._replay(client, sorted(d.glob("*.wal")))
+                finally:
+                    Wal.release(fd)
+            self._replay(client, segments)
             if segments:
                 log.info("audit: replayed %d WAL segment(s) into ClickHouse", len(segments))
         except Exception as e:  # noqa: BLE001
@@ -299,6 +296,18 @@ class Writer:
         m.BACKLOG.set(0)
         m.WAL_BYTES.set(0)
         m.WAL_SEGMENTS.set(0)
+
+    def _replay(self, client: Any, segments: list[Path]) -> None:
+        """Insert the rows of ``segments`` (in order) that ClickHouse lacks, then delete each segment."""
+        for seg in segments:
+            lines = list(Wal.read_lines(seg))
+            fresh = self._not_in_clickhouse(client, lines)
+            if fresh:
+                self._insert(client, b"".join(fresh), len(fresh))
+                m.ROWS_REPLAYED.inc(len(fresh))
+            if len(fresh) < len(lines):
+                m.ROWS_DEDUPED.inc(len(lines) - len(fresh))
+            self.wal.remove(seg)
 
     def _not_in_clickhouse(self, client: Any, lines: list[tuple[bytes, dict[str, Any]]]) -> list[bytes]:
         """The WAL lines whose (stream, seq) ClickHouse does not have yet."""

@@ -70,7 +70,7 @@ async def test_wal_segments_removed_once_inserted(make_sink, tmp_path):
     for i in range(20):
         assert await s.write("request", account="a", status=200, seq_hint=i)
     # durable before any insert: the rows are in the WAL, not yet in ClickHouse
-    wal_rows = [r for p in Wal(tmp_path / "wal", "x").segments() for r in Wal.read(p)]
+    wal_rows = [r for p in s.writer.wal.segments() for r in Wal.read(p)]
     assert len([r for r in wal_rows if r["kind"] == "request"]) == 20
     await s.close()                                     # flushes
     assert list((tmp_path / "wal").glob("*.wal")) == []
@@ -243,3 +243,25 @@ async def test_derived_metrics_count_recorded_rows(make_sink):
     assert abs(m.MODEL_COST.labels("openai", "gpt-4o")._value.get() - cost0 - 0.25) < 1e-9
     assert m.APPROVAL_EVENTS.labels("approval.created")._value.get() >= 1
     await s.close()
+
+
+async def test_two_writers_on_one_wal_dir_never_touch_each_others_segments(make_sink, tmp_path):
+    """A second writer takes its own slot; a dead writer's slot is replayed by the next one to start."""
+    a = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
+    b = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
+    await a.start()
+    await b.start()
+    assert a.writer.wal.dir != b.writer.wal.dir
+    assert await a.write("request", path="/from-a")
+    assert await b.write("request", path="/from-b")
+    a_segments = a.writer.wal.segments()
+    await b.close()                                    # b's slot is now orphaned, a's is live
+    assert a.writer.wal.segments() == a_segments       # b never replayed or deleted a's live segments
+    await a.close()
+    c = make_sink()
+    await c.start()
+    await flushed(c)
+    paths = sorted(r["path"] for r in c.query("SELECT path FROM events WHERE kind = 'request'"))
+    assert paths == ["/from-a", "/from-b"]
+    assert not list((tmp_path / "wal").rglob("*.wal"))
+    await c.close()
