@@ -200,7 +200,8 @@ class Firewall:
         if ev.why == "approval" and "approvals" in self.rt.services:
             if holdable:
                 flow.metadata[MCP_CALL] = {"rpc_id": msg.id, "tool": name, "server": ctx.server,
-                                           "args": ctx.args, "justification": ctx.justification, "context": ctx}
+                                           "args": ctx.args, "justification": ctx.justification, "context": ctx,
+                                           "modern": modern}
                 return Verdict("held")
             text = (f"Airlock policy (rule {decision.rule or 'default'}) requires human approval for "
                     f"'{name}': {decision.reason.rstrip('.')}. Approval holds work only for a call sent "

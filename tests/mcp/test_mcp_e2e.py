@@ -236,3 +236,41 @@ def test_bodies_airlock_cannot_inspect_are_refused(env):
     r = httpx2.post(f"{a.gateway_url}/mcp/json_resp", headers=h, content=chunks(), timeout=30)
     assert r.status_code == 411 or "Content-Length" in r.json()["error"]["message"]
     assert len(up.calls()) == before
+
+
+def test_require_approval_is_handed_to_the_approvals_addon(env):
+    """require_approval: the firewall hands the (justification-stripped) call over; once a human
+    approves, the real server runs it exactly once."""
+    a, ups, token = env
+    up = ups["json_resp"]
+    before = len(up.calls())
+    outcome: dict = {}
+
+    async def call_and_wait():
+        async with client(a, token, "json_resp") as c:
+            outcome["result"] = await c.call_tool("add", {"a": 5000, "b": 1, "justification": "quarterly total"})
+
+    async def approve_when_pending():
+        for _ in range(600):
+            pending = a.admin("GET", "/v1/approvals").json()["approvals"]
+            mine = [p for p in pending if p.get("tool") == "add"]
+            if mine:
+                assert mine[0].get("justification") == "quarterly total"
+                r = a.admin("POST", f"/v1/approvals/{mine[0]['id']}/approve", {"approver": "ops-lead"})
+                assert r.status_code == 200, r.text
+                return
+            await anyio.sleep(0.05)
+        raise AssertionError("no pending approval appeared")
+
+    async def main():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call_and_wait)
+            tg.start_soon(approve_when_pending)
+
+    if a.admin("GET", "/v1/approvals").status_code != 200:
+        pytest.skip("the approvals component is not part of this Airlock build")
+    anyio.run(main)
+    r = outcome["result"]
+    assert not r.is_error and r.structured_content == {"total": 5001}
+    calls = up.calls()[before:]
+    assert [(c["name"], c["arguments"]) for c in calls] == [("add", {"a": 5000, "b": 1})]
