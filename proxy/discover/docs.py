@@ -53,6 +53,7 @@ class Doc:
     def __init__(self, path: Path, fmt: str, original: bytes | None):
         self.path, self.fmt, self.original = path, fmt, original
         self.edited = False
+        self._cache: Any = None
         text = "" if original is None else original.decode("utf-8")
         self._text = text
         try:
@@ -95,13 +96,13 @@ class Doc:
     # -- reading -------------------------------------------------------------------------
     @property
     def data(self) -> Any:
+        """A plain-Python view (cached until the next edit; do not mutate)."""
         if self.fmt in JSON_FORMATS:
             return self._j.data
-        if self.fmt == "toml":
-            return self._t.unwrap()
-        if self.fmt == "yaml":
-            return _plain(self._yd)
-        return dict(self._env)
+        if self._cache is None:
+            self._cache = (self._t.unwrap() if self.fmt == "toml" else _plain(self._yd) if self.fmt == "yaml"
+                           else dict(self._env))
+        return self._cache
 
     @property
     def raw(self) -> Any:
@@ -125,6 +126,7 @@ class Doc:
         if self.get(path, _MISSING) == value:
             return False
         self.edited = True
+        self._cache = None
         if self.fmt in JSON_FORMATS:
             return self._j.set(path, value)
         if self.fmt == "toml":
@@ -161,6 +163,7 @@ class Doc:
     def append_table(self, path: list, value: dict) -> None:
         """TOML: add ``[a.b]`` at the end of the file (valid out of order), nested dicts inline."""
         self.edited = True
+        self._cache = None
         fresh = tomlkit.document()
         cur = fresh
         for k in path[:-1]:
@@ -180,6 +183,7 @@ class Doc:
         if self.get(path, _MISSING) is _MISSING:
             return False
         self.edited = True
+        self._cache = None
         if self.fmt in JSON_FORMATS:
             return self._j.delete(path)
         cur: Any = self._t if self.fmt == "toml" else self._yd

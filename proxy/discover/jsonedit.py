@@ -54,6 +54,9 @@ class Member:
     value: Node
 
 
+_SKIP = re.compile(r"(?:[ \t\r\n\ufeff\u00a0\u2028\u2029]+|//[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+_DQ = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_SQ = re.compile(r"'(?:[^'\\]|\\.)*'", re.S)
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _TOKEN = re.compile(r"[A-Za-z0-9_+\-.$]+")
 
@@ -68,37 +71,21 @@ class _Parser:
         return JsonEditError(f"line {line}: {what}")
 
     def ws(self) -> None:
-        t, n = self.t, len(self.t)
-        while self.i < n:
-            c = t[self.i]
-            if c in " \t\r\n\ufeff\u00a0\u2028\u2029":
-                self.i += 1
-            elif t.startswith("//", self.i):
-                j = t.find("\n", self.i)
-                self.i = n if j < 0 else j + 1
-            elif t.startswith("/*", self.i):
-                j = t.find("*/", self.i + 2)
-                if j < 0:
-                    raise self.fail("unterminated /* comment")
-                self.i = j + 2
-            else:
-                return
+        """Skip whitespace and comments (one regex; an unterminated /* is an error)."""
+        self.i = _SKIP.match(self.t, self.i).end()
+        if self.t.startswith("/*", self.i):
+            raise self.fail("unterminated /* comment")
 
     def string(self) -> tuple[str, int, int]:
         t, q, start = self.t, self.t[self.i], self.i
-        j = start + 1
-        while True:
-            if j >= len(t):
-                raise self.fail("unterminated string")
-            c = t[j]
-            if c == "\\":
-                j += 2
-                continue
-            if c == q:
-                break
-            j += 1
-        raw = t[start:j + 1]
+        m = (_DQ if q == '"' else _SQ).match(t, start)
+        if not m:
+            raise self.fail("unterminated string")
+        j = m.end() - 1
+        raw = m.group(0)
         self.i = j + 1
+        if q == '"' and "\\" not in raw:
+            return raw[1:-1], start, j + 1
         try:
             val = json.loads(raw) if q == '"' else json5.loads(raw)
         except ValueError:
@@ -197,12 +184,15 @@ class JsonDoc:
     def __init__(self, text: str):
         self.text = text if text.strip() else "{}\n"
         self.nl = "\r\n" if "\r\n" in self.text else "\n"     # keep the file's line endings
+        self._data: Any = None
         self.root = parse(self.text)
         self.unit = self._detect_unit()
 
     @property
     def data(self) -> Any:
-        return self.root.plain()
+        if self._data is None:
+            self._data = self.root.plain()
+        return self._data
 
     # -- layout helpers ------------------------------------------------------------------
     def _detect_unit(self) -> str:
@@ -226,6 +216,7 @@ class JsonDoc:
             new = new.replace("\n", self.nl)
         self.text = self.text[:start] + new + self.text[end:]
         self.root = parse(self.text)
+        self._data = None
 
     def _node(self, path: list[str | int]) -> Node | None:
         node = self.root
@@ -320,6 +311,7 @@ class JsonDoc:
         if not trailing:
             self.text = self.text[:after] + "," + self.text[after:]
         self.root = parse(self.text)
+        self._data = None
 
     def _skip_ws_comments(self, i: int) -> int:
         p = _Parser(self.text)
@@ -365,4 +357,5 @@ class JsonDoc:
                 if self.text[c:c + 1] == ",":
                     self.text = self.text[:c] + self.text[c + 1:]
             self.root = parse(self.text)
+        self._data = None
         return True
