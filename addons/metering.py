@@ -171,8 +171,9 @@ def _close_server_conn(flow: http.HTTPFlow) -> None:
         conns = getattr(ps, "connections", {}) if ps is not None else {}
         handler = conns.get(flow.client_conn.id) or conns.get((flow.client_conn.peername,
                                                                flow.client_conn.sockname))
-        if handler is not None and flow.server_conn is not None:
-            handler.close_connection(flow.server_conn)
+        conn = flow.server_conn
+        if handler is not None and conn is not None and conn in getattr(handler, "transports", {}):
+            handler.close_connection(conn)          # else the upstream already finished: nothing to stop
     except Exception:
         log.exception("metering: could not close the upstream of a cut stream")
         metrics.FAILURES.labels("cut_close").inc()
