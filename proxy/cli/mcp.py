@@ -21,11 +21,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _admin_alive(client: AdminClient) -> bool:
+    """True if an Airlock answers and takes our admin token; False if none answers."""
     import httpx
     try:
-        return client.http.get("/healthz", timeout=1.5).status_code == 200
+        r = client.http.get("/v1/mcp/tools", params={"server": "-"}, timeout=2)
     except httpx.HTTPError:
         return False
+    if r.status_code == 401:
+        fail(f"the Airlock at {client.base_url} refused the admin token: set AIRLOCK_ADMIN_TOKEN or pass "
+             "--admin-token (or --offline to decide with the local policies)", 3)
+    if r.status_code != 200:
+        fail(f"the Airlock at {client.base_url} cannot decide MCP calls (HTTP {r.status_code} on "
+             "/v1/mcp/tools); upgrade it or use --offline", 3)
+    return True
 
 
 @mcp_app.command("wrap")

@@ -86,3 +86,10 @@ def test_wrap_missing_command_is_a_clear_error(tmp_path):
     r = run_cli("mcp", "wrap", "--server", "x", "--offline", "--", "/nonexistent/server",
                 env={"AIRLOCK_CONFIG": str(cfg)}, input="")
     assert r.returncode == 127 and "command not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_wrap_with_a_wrong_admin_token_says_so(tmp_path):
+    with Airlock({"policies": [str(POLICY)], "limits": {"drain_seconds": 2}}) as a:
+        env = {**a.cli_env(), "AIRLOCK_ADMIN_TOKEN": "adm_wrong"}
+        r = run_cli("mcp", "wrap", "--server", "x", "--", sys.executable, "-c", "pass", env=env, input="")
+        assert r.returncode == 3 and "admin token" in r.stderr and "Traceback" not in r.stderr
