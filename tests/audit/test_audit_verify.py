@@ -112,3 +112,33 @@ def test_cli_db_migrate(tmp_path):
     assert again.returncode == 0 and "0 migration(s) applied" in again.stdout
     bad = run_cli("db", "migrate", "--dsn", "http://127.0.0.1:9/default")
     assert bad.returncode == 1 and "cannot open" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_paged_export_verify_tail_and_sessions(make_sink, monkeypatch):
+    import csv
+    import io
+    import json as _json
+
+    from proxy.audit import query as q
+    from proxy.sessions import Sessions
+    from proxy.store.memory import MemoryStore
+    s = await _filled(make_sink, n=30)
+    monkeypatch.setattr(q, "PAGE", 7)                       # force several pages
+    lines = b"".join(q.export(s, "jsonl")).decode().splitlines()
+    assert [_json.loads(x)["seq"] for x in lines] == list(range(31))
+    table = list(csv.DictReader(io.StringIO(b"".join(q.export(s, "csv")).decode())))
+    assert [int(r["seq"]) for r in table] == list(range(31))
+    assert q.export_count(s, None, None) == 31
+    assert verify(s)["rows"] == 31 and verify(s)["ok"]
+    first = q.tail(s, None, limit=5)
+    assert [r["seq"] for r in first["rows"]] == [26, 27, 28, 29, 30]
+    s.emit("request", path="/late", session="sess-x", account="acme")
+    await flushed(s)
+    nxt = q.tail(s, first["cursor"], limit=5)
+    assert [r["path"] for r in nxt["rows"]] == ["/late"]
+    assert q.tail(s, nxt["cursor"])["rows"] == []
+    sessions = Sessions(MemoryStore(), s)
+    assert [x["session"] for x in sessions.list(since_us=q.parse_time("1h"))] == ["sess-x"]
+    assert sessions.list(since_us=q.parse_time("2999-01-01T00:00:00Z")) == []
+    assert sessions.list(account="nobody") == []
+    await s.close()
