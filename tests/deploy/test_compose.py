@@ -142,11 +142,18 @@ def test_grafana_reads_the_stack_clickhouse_and_the_dashboards(stack):
 
     dashboards = yaml.safe_load((prov / "dashboards" / "airlock.yaml").read_text())["providers"][0]
     src = _mount(grafana, dashboards["options"]["path"])
-    assert src == ROOT / "schema" / "grafana"
-    for f in sorted(src.glob("*.json")) if src.is_dir() else []:
+    assert src == ROOT / "schema" / "dashboards"
+    boards = sorted(src.glob("*.json"))
+    assert boards, f"no dashboards in {src}"
+    assert ds.get("isDefault") is True                           # picked by the dashboards' variable
+    for f in boards:
+        board = json.loads(f.read_text())
+        variables = {v["name"]: v for v in board.get("templating", {}).get("list", [])}
         uids = set(re.findall(r'"datasource"\s*:\s*\{[^}]*"uid"\s*:\s*"([^"]+)"', f.read_text()))
-        assert uids <= {ds["uid"], "${datasource}", "$datasource", "${DS_CLICKHOUSE}", "-- Grafana --",
-                        "grafana"}, f"{f.name} uses datasource uids {uids}; provisioned uid is {ds['uid']}"
+        for uid in uids - {ds["uid"]}:
+            name = uid.strip("${}")
+            assert variables.get(name, {}).get("type") == "datasource", f"{f.name}: unknown datasource {uid}"
+            assert variables[name]["query"] == ds["type"], f"{f.name}: variable {name} is not ClickHouse"
 
 
 def test_dockerfile_runs_as_non_root_with_a_healthcheck():
