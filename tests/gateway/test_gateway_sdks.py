@@ -104,10 +104,13 @@ def test_unpriced_model_refused_under_hard_usd_budget(gw):
                    json={"model": "gpt-4o-unknown-9000", "messages": [{"role": "user", "content": "x"}]},
                    timeout=30)
     assert r.status_code == 403 and r.json()["error"]["code"] == "model_unpriced"
-    # the policy's prices make a model priced
-    r = httpx.post(f"{gw.gateway_url}/rjson/v1/chat/completions", headers={"authorization": f"Bearer {tok}"},
+    # the policy's prices make a model priced (other-co has no model rules)
+    tok2 = gw.mint("other-co", subject="usd-2")
+    r = httpx.post(f"{gw.gateway_url}/rjson/v1/chat/completions", headers={"authorization": f"Bearer {tok2}"},
                    json={"model": "house-model-1", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
-    assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"   # not in acme's list
+    assert r.status_code == 200
+    # settled at the policy's price: 5 prompt tokens x $1/M + 7 completion tokens x $2/M
+    assert abs(wait_spend(gw, "tight-usd", "usd-2", lambda s: s > 0, unit="usd") - 19e-6) < 1e-12
 
 
 def test_invalid_json_body_is_refused(gw):
