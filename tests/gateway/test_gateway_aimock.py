@@ -64,3 +64,27 @@ def test_refusal_in_anthropic_shape(gw):
     body = r.json()
     assert body["type"] == "error" and body["error"]["type"] == "permission_error"
     assert "interns" in body["error"]["message"]
+
+
+def test_budgets_cli(gw):
+    import json
+
+    from typer.testing import CliRunner
+
+    from proxy.cli import budgets as budgets_cli
+    from proxy.cli import main as cli_main
+    if "budgets" not in cli_main.GROUPS:
+        budgets_cli.register(cli_main.app)
+    oa(gw, gw.mint("acme", subject="cli-1")).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    wait_spend(gw, "tokens-per-subject", "cli-1", lambda s: s > 0)
+    run = CliRunner().invoke(cli_main.app, ["--admin", gw.admin_url, "--admin-token", gw.admin_token, "budgets",
+                                            "list", "--scope-value", "cli-1", "--json"])
+    assert run.exit_code == 0, run.output
+    (row,) = json.loads(run.stdout)
+    assert row["budget"] == "tokens-per-subject" and row["spent"] == 17 and row["hard"] is False
+    table = CliRunner().invoke(cli_main.app, ["--admin", gw.admin_url, "--admin-token", gw.admin_token, "budgets",
+                                              "list", "--scope-value", "cli-1"])
+    assert table.exit_code == 0 and "tokens-per-subject" in table.stdout
+    bad = CliRunner().invoke(cli_main.app, ["--admin", gw.admin_url, "--admin-token", "wrong", "budgets", "list"])
+    assert bad.exit_code == 3 and "admin token" in bad.stderr
