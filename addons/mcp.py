@@ -56,7 +56,3 @@ class Mcp:
             await self.fw.response(flow, route)
         except Exception as e:
             self.fw.fail_closed(flow, route.name, e)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(ROUTE) is not None:
-            self.fw.closed(flow)

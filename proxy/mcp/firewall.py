@@ -6,10 +6,12 @@ refusals as ``isError`` tool results, remember ``tools/list`` ids so their resul
 filtered and annotated on the way back (JSON or SSE).
 
 Refusals inside a batch or on a legacy HTTP+SSE session cannot be answered on the POST:
-the refused element is replaced by a JSON-RPC ``ping`` with the same id (every MCP server
-must answer ping), and the ping's answer is rewritten into the refusal where it comes
-back (the JSON array, the POST's SSE stream or the legacy GET stream). The upstream never
-sees the refused call, and the refusal reaches the client in the right order.
+the refused element is replaced by a JSON-RPC ``ping`` (every MCP server must answer ping),
+and the ping's answer is rewritten into the refusal where it comes back (the JSON array,
+the POST's SSE stream or the legacy GET stream). The upstream never sees the refused call,
+and the refusal reaches the client in the right order. On legacy SSE the ping's id (and a
+tools/list request's id) is a tag that carries what to do (``tags.py``), so whichever
+Airlock process carries the GET stream can do it: no shared state between workers.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from mitmproxy import http
 from proxy import errors, flowmeta
 from proxy.policy import CallContext
 
-from . import decide, jsonrpc, replies, sse
+from . import decide, jsonrpc, replies, sse, tags
 from .tools import JUSTIFICATION, ToolWatch, rewrite_result
 
 log = logging.getLogger("airlock.mcp")
@@ -49,7 +51,7 @@ class FlowState:
     list_ids: set = field(default_factory=set)              # ids of tools/list requests
     replace: dict = field(default_factory=dict)             # id -> response that replaces upstream's
     extra: list = field(default_factory=list)               # local responses to add (invalid batch elements)
-    session: sse.LegacySession | None = None                # legacy GET stream this flow belongs to
+    batch: bool = False
 
     @property
     def rewrites(self) -> bool:
@@ -66,7 +68,6 @@ class Firewall:
     def __init__(self, rt: Any):
         self.rt = rt
         self.watch = ToolWatch(rt.store, rt.audit)
-        self.legacy = sse.LegacySessions()
         self._tasks: set[asyncio.Task] = set()
 
     # -- requests ----------------------------------------------------------------------------
@@ -100,13 +101,9 @@ class Firewall:
             rid = parsed.messages[0].id if parsed.messages else None
             self._bad_request(flow, route, parsed.error, rid)
             return
-        session = self.legacy.get(sse.session_id_of(req.path)) if "ession" in req.path else None
-        if session is not None and parsed.batch:
-            self._bad_request(flow, route, (jsonrpc.INVALID_REQUEST, "Invalid Request: batches are not "
-                                            "supported on the legacy HTTP+SSE transport"), None)
-            return
-        transport = "legacy_sse" if session else ("batch" if parsed.batch else "http")
-        state = FlowState(route.name, session=session)
+        legacy = "ession" in req.path and sse.session_id_of(req.path) is not None   # results go to a GET stream
+        transport = "legacy_sse" if legacy else ("batch" if parsed.batch else "http")
+        state = FlowState(route.name, batch=parsed.batch)
         modern = req.headers.get("mcp-protocol-version", "") >= jsonrpc.MODERN
         keep: list = []
         dirty = False
@@ -118,14 +115,15 @@ class Firewall:
                 dirty = True
                 continue
             if msg.kind == "request" and msg.method == "tools/list":
-                if session is not None:
-                    session.pending[msg.id] = ("list", None)
+                if legacy:
+                    msg.raw["id"] = tags.list_tag(msg.id)        # undone where the result comes back
+                    dirty = True
                 else:
                     state.list_ids.add(msg.id)
             elif msg.is_call and self._airlock_tool(msg):
                 pass                                          # answered by another Airlock component
             elif msg.is_call:
-                holdable = not parsed.batch and session is None
+                holdable = not parsed.batch and not legacy
                 verdict, stripped = await self._call(flow, route, msg, modern or jsonrpc.is_modern(msg),
                                                      holdable, transport)
                 dirty |= stripped
@@ -134,14 +132,12 @@ class Firewall:
                         flow.response = self._json_response(flow, verdict.response)
                         return
                     dirty = True
-                    ping = {"jsonrpc": "2.0", "id": msg.id, "method": "ping"}
-                    if session:
-                        session.pending[msg.id] = ("replace", verdict.response)
-                        keep.append(ping)
+                    if legacy:
+                        keep.append({"jsonrpc": "2.0", "id": tags.refusal_tag(verdict.response), "method": "ping"})
                         forwardable = True
                     else:
                         state.replace[msg.id] = verdict.response
-                        keep.append(ping)
+                        keep.append({"jsonrpc": "2.0", "id": msg.id, "method": "ping"})
                     continue
             keep.append(msg.raw)
             forwardable = True
@@ -245,48 +241,39 @@ class Firewall:
             resp.stream = self._get_stream(flow, route)
             return
         state = flow.metadata.get(STATE)
-        if state is not None and state.session is None:
-            resp.stream = sse.SseRewriter(lambda ev: self._rewrite_event(ev, state.list_ids, state.replace, None,
+        if state is not None:
+            resp.stream = sse.SseRewriter(lambda ev: self._rewrite_event(ev, state.list_ids, state.replace,
                                                                           route.name),
                                           lambda: _tail(state))
 
     def _get_stream(self, flow, route) -> sse.SseRewriter:
-        holder: dict[str, Any] = {}
-
+        """A GET stream: Streamable HTTP (passed through) or legacy HTTP+SSE (endpoint, tagged results)."""
         def transform(ev: sse.Event) -> bytes | None:
-            session = holder.get("session")
-            if session is None:
-                sid = sse.session_id_of(ev.data) if ev.event == "endpoint" else None
-                if sid is None:
+            if not legacy:
+                if ev.event != "endpoint" or sse.session_id_of(ev.data) is None:
                     rw.passthrough = True                      # a Streamable HTTP GET stream: nothing to do
                     return None
-                holder["session"] = self.legacy.open(sid, route.name)
-                flow.metadata["airlock.mcp_legacy_session"] = sid
+                legacy.append(True)
                 if route.listener != "gateway":
                     return None
                 url = sse.map_endpoint(ev.data, route.upstream, route.name)
                 return (f"event: endpoint\n" + (f"id: {ev.id}\n" if ev.id else "") + f"data: {url}\n\n").encode()
-            if not session.pending:
+            if tags.PREFIX not in ev.data:
                 return None
-            return self._rewrite_event(ev, None, None, session.pending, route.name)
+            return self._rewrite_event(ev, None, None, route.name)
 
-        def tail() -> list[bytes]:
-            sid = flow.metadata.get("airlock.mcp_legacy_session")
-            if sid:
-                self.legacy.close(sid)
-            return []
-
-        rw = sse.SseRewriter(transform, tail)
+        legacy: list = []
+        rw = sse.SseRewriter(transform)
         return rw
 
-    def _rewrite_event(self, ev: sse.Event, list_ids, replace, pending, server: str) -> bytes | None:
+    def _rewrite_event(self, ev: sse.Event, list_ids, replace, server: str) -> bytes | None:
         if ev.event != "message" or '"id"' not in ev.data:
             return None
         obj = ev.json()
         if not isinstance(obj, dict) or "method" in obj or "id" not in obj:
             return None
         try:
-            new = self._rewrite_response(obj, list_ids, replace, pending, server, None)
+            new = self._rewrite_response(obj, list_ids, replace, server, None)
         except Exception as e:                 # fail closed: the client gets an error, not the unchecked result
             log.exception("MCP firewall could not rewrite a result on %s", server)
             _count("mcp_rewrite_error")
@@ -295,22 +282,26 @@ class Firewall:
                                 "Airlock could not check this result, so it was withheld (fail closed).")
         return None if new is None else sse.encode(new, event_id=ev.id)
 
-    def _rewrite_response(self, obj: dict, list_ids, replace, pending, server: str,
+    def _rewrite_response(self, obj: dict, list_ids, replace, server: str,
                           collect: list | None) -> dict | None:
         """The replacement of one upstream response, or None to keep it."""
         rid = obj.get("id")
         if isinstance(rid, bool) or not isinstance(rid, (str, int)):
             return None
         action = None
-        if pending is not None and rid in pending:
-            action, payload = pending.pop(rid)
+        if rid.__class__ is str and rid.startswith(tags.PREFIX):
+            action, payload = tags.untag(rid)
+            if action == "list":
+                obj["id"] = payload
         elif replace is not None and rid in replace:
             action, payload = "replace", replace.pop(rid)
         elif list_ids is not None and rid in list_ids:
             action, payload = "list", None
         if action == "replace":
             return payload
-        if action == "list" and "result" in obj:
+        if action == "list" and "result" not in obj:
+            return obj if obj["id"] != rid else None             # an error: only the tagged id is undone
+        if action == "list":
             result, originals, hidden = rewrite_result(obj["result"], server, self.rt.policy.engine)
             if hidden:
                 self.rt.audit.emit("tools_hidden", server=server, tools=hidden)
@@ -324,7 +315,7 @@ class Firewall:
     async def response(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
         state: FlowState | None = flow.metadata.get(STATE)
         resp = flow.response
-        if state is None or resp is None or resp.stream or state.session is not None:
+        if state is None or resp is None or resp.stream:
             return
         body: Any = None
         if resp.raw_content and resp.headers.get("content-type", "").startswith("application/json"):
@@ -333,10 +324,10 @@ class Firewall:
                 body = None
         originals: list = []
         if isinstance(body, dict):
-            new = self._rewrite_response(body, state.list_ids, state.replace, None, route.name, originals)
+            new = self._rewrite_response(body, state.list_ids, state.replace, route.name, originals)
             body = new if new is not None else body
         elif isinstance(body, list):
-            body = [(self._rewrite_response(o, state.list_ids, state.replace, None, route.name, originals) or o)
+            body = [(self._rewrite_response(o, state.list_ids, state.replace, route.name, originals) or o)
                     if isinstance(o, dict) else o for o in body]
         leftovers = state.extra + list(state.replace.values())
         state.replace.clear()
@@ -346,18 +337,13 @@ class Firewall:
             elif isinstance(body, dict):
                 body = [body, *leftovers]
             elif 200 <= resp.status_code < 300:         # e.g. 202 for the forwarded notifications
-                body = leftovers
+                body = leftovers if state.batch else leftovers[0]
                 resp.status_code = 200
                 resp.headers["content-type"] = "application/json"
         if body is not None and (originals or leftovers or state.list_ids):
             resp.set_content(orjson.dumps(body))
         if originals:
             await self.watch.observe(route.name, originals)
-
-    def closed(self, flow: http.HTTPFlow) -> None:
-        sid = flow.metadata.get("airlock.mcp_legacy_session")
-        if sid:
-            self.legacy.close(sid)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

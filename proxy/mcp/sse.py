@@ -7,17 +7,15 @@ events are passed to ``transform(event) -> bytes | None`` (None keeps the raw by
 the partial tail waits for the next chunk, so no event is ever split or dropped.
 
 Legacy HTTP+SSE (2024-11-05): the GET stream's first event ``endpoint`` names the
-POST URL with the session id; every result travels on that GET stream. ``LegacySessions``
-maps a session id to what the POST side asked the stream side to do for a JSON-RPC id
-(rewrite a tools/list result, or replace a response with a refusal).
+POST URL with the session id; every result travels on that GET stream (``tags.py`` says
+how the POST side tells the stream side what to rewrite).
 """
 from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -113,41 +111,7 @@ class SseRewriter:
         return out
 
 
-# -- legacy HTTP+SSE sessions -------------------------------------------------------------
-
-@dataclass(slots=True)
-class LegacySession:
-    session_id: str
-    server: str
-    pending: dict[Any, tuple[str, Any]] = field(default_factory=dict)   # rpc id -> ("list"|"replace", payload)
-
-
-class LegacySessions:
-    """Open legacy SSE sessions of this process (bounded; oldest evicted)."""
-
-    def __init__(self, limit: int = 10_000):
-        self.limit = limit
-        self._by_id: OrderedDict[str, LegacySession] = OrderedDict()
-        self.evicted = 0
-
-    def open(self, session_id: str, server: str) -> LegacySession:
-        s = LegacySession(session_id, server)
-        self._by_id[session_id] = s
-        while len(self._by_id) > self.limit:
-            old, _ = self._by_id.popitem(last=False)
-            self.evicted += 1
-            log.warning("legacy SSE session %s forgotten: more than %d open sessions", old[:8], self.limit)
-        return s
-
-    def get(self, session_id: str | None) -> LegacySession | None:
-        return self._by_id.get(session_id) if session_id else None
-
-    def close(self, session_id: str) -> None:
-        self._by_id.pop(session_id, None)
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
+# -- legacy HTTP+SSE ----------------------------------------------------------------------
 
 def session_id_of(url_or_query: str) -> str | None:
     """The legacy session id in an endpoint URL or a request query (``session_id``/``sessionId``)."""

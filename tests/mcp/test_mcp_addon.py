@@ -195,25 +195,47 @@ async def test_engine_failure_fails_closed(rt):
     assert body["error"]["code"] == -32603 and "not forwarded" in body["error"]["message"]
 
 
-async def test_legacy_sse_refusal_travels_on_the_get_stream(rt):
-    m = Mcp(rt)
+def legacy_get_stream(m):
     get = mkflow(b"", method="GET", path="/sse")
-    get.request.content = b""
     get.response = tutils.tresp(content=b"")
     get.response.headers["content-type"] = "text/event-stream"
     m.responseheaders(get)
-    stream = get.response.stream
+    return get.response.stream
+
+
+async def test_legacy_sse_refusal_travels_on_the_get_stream(rt):
+    m = Mcp(rt)
+    stream = legacy_get_stream(m)
     out = b"".join(stream(b"event: endpoint\r\ndata: /messages/?session_id=abc\r\n\r\n"))
     assert b"data: /mcp/srv/~/messages/?session_id=abc" in out
     post = mkflow(call("delete_repo", {"name": "x"}, 7), path="/messages/?session_id=abc")
     await m.request(post)
     assert post.response is None
-    assert orjson.loads(post.request.content) == {"jsonrpc": "2.0", "id": 7, "method": "ping"}
-    out = b"".join(stream(b'event: message\r\ndata: {"jsonrpc":"2.0","id":7,"result":{}}\r\n\r\n'))
+    ping = orjson.loads(post.request.content)
+    assert ping["method"] == "ping" and ping["id"].startswith("airlock:r:") and "params" not in ping
+    answer = orjson.dumps({"jsonrpc": "2.0", "id": ping["id"], "result": {}})
+    out = b"".join(stream(b"event: message\r\ndata: " + answer + b"\r\n\r\n"))
     ev = orjson.loads(out.split(b"data: ", 1)[1])
     assert ev["id"] == 7 and ev["result"]["isError"] is True and "no-delete" in ev["result"]["content"][0]["text"]
     assert stream(b"") == []
-    assert len(m.fw.legacy) == 0
+
+
+async def test_legacy_sse_needs_no_state_shared_between_workers(rt):
+    """The POST and the GET stream may be handled by different Airlock processes."""
+    post_side, stream_side = Mcp(rt), Mcp(rt)
+    stream = legacy_get_stream(stream_side)
+    stream(b"event: endpoint\ndata: /messages/?session_id=s2\n\n")
+    post = mkflow({"jsonrpc": "2.0", "id": "L1", "method": "tools/list"}, path="/messages/?session_id=s2")
+    await post_side.request(post)
+    tagged = orjson.loads(post.request.content)["id"]
+    assert tagged.startswith("airlock:l:")
+    listed = {"jsonrpc": "2.0", "id": tagged, "result": {"tools": [
+        {"name": "echo", "inputSchema": {"type": "object"}}, {"name": "secret_admin", "inputSchema": {}}]}}
+    out = b"".join(stream(sse.encode(listed)))
+    ev = orjson.loads(out.split(b"data: ", 1)[1])
+    assert ev["id"] == "L1" and [t["name"] for t in ev["result"]["tools"]] == ["echo"]
+    forged = {"jsonrpc": "2.0", "id": "airlock:r:not-base64!", "result": {}}
+    assert b"".join(stream(sse.encode(forged))) == sse.encode(forged)      # bad tags pass through untouched
 
 
 async def test_audit_row_redacts_secrets_in_arguments(rt):

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import anyio
-import pytest
 import yaml
 
 from mcp import Client, StdioServerParameters
