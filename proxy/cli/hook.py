@@ -1,7 +1,7 @@
-"""``airlock hook claude-code``: the PreToolUse hook ``airlock agents onboard`` installs.
+"""``airlock hook claude-code|gemini|cursor``: the native-tool hooks ``airlock agents onboard`` installs.
 
-Reads Claude Code's hook JSON on stdin, asks the running Airlock (``POST /v1/check``) and
-prints Claude Code's decision JSON; when Airlock cannot answer, the call is denied."""
+Each reads the agent's hook JSON on stdin, asks the running Airlock (``POST /v1/check``) and prints
+the agent's decision JSON; when Airlock cannot answer, the call is denied (fail closed)."""
 from __future__ import annotations
 
 import json
@@ -10,26 +10,25 @@ import sys
 import httpx
 import typer
 
-from ..discover.hooks import claude_code_answer, claude_code_request
+from ..discover.hooks import answer, check_request
 from .common import AdminClient
 
 hook_app = typer.Typer(help="Agent hooks that ask Airlock before native tools run.", no_args_is_help=True)
 
 
-@hook_app.command("claude-code")
-def claude_code() -> None:
-    """Claude Code PreToolUse hook: stdin hook JSON -> stdout decision JSON."""
+def _run(kind: str) -> None:
     try:
-        body = claude_code_request(json.loads(sys.stdin.read() or "null"))
+        body = check_request(kind, json.loads(sys.stdin.read() or "null"))
     except ValueError as e:
-        typer.echo(json.dumps(claude_code_answer(None, str(e))))
+        typer.echo(json.dumps(answer(kind, None, str(e))))
         return
-    if body["tool"].startswith("mcp__"):
-        return                       # MCP tools already pass Airlock's firewall on the wire
+    if body is None:
+        if kind == "gemini":
+            typer.echo("{}")
+        return
     decision, error = None, None
     try:
-        client = AdminClient.from_ctx()
-        r = client.http.post("/v1/check", json=body)
+        r = AdminClient.from_ctx().http.post("/v1/check", json=body)
         if r.status_code != 200:
             error = f"HTTP {r.status_code}"
         else:
@@ -38,9 +37,27 @@ def claude_code() -> None:
         error = "no admin API configured"
     except (httpx.HTTPError, ValueError) as e:
         error = type(e).__name__
-    out = claude_code_answer(decision, error)
+    out = answer(kind, decision, error)
     if out is not None:
         typer.echo(json.dumps(out))
+
+
+@hook_app.command("claude-code")
+def claude_code() -> None:
+    """Claude Code PreToolUse hook: stdin hook JSON -> stdout decision JSON."""
+    _run("claude-code")
+
+
+@hook_app.command("gemini")
+def gemini() -> None:
+    """Gemini CLI BeforeTool hook: stdin hook JSON -> stdout {"decision", "reason"}."""
+    _run("gemini")
+
+
+@hook_app.command("cursor")
+def cursor() -> None:
+    """Cursor beforeShellExecution / preToolUse hook: stdin hook JSON -> stdout {"permission", ...}."""
+    _run("cursor")
 
 
 def register(app: typer.Typer) -> None:

@@ -202,3 +202,16 @@ class Agent:
             ctx.warnings.append(f"{self.name}: {srv.source_file} is a project file (often committed) and now "
                                 "holds this machine's gateway token for " + srv.name + "; keep it out of git")
         return ctx.bearer()
+
+
+def add_hook(doc: Doc, event_path: list, entry: dict, mark: str) -> bool:
+    """Append a hook group unless one whose command contains ``mark`` is already there."""
+    groups = doc.get(event_path) or []
+    if not isinstance(groups, list):
+        return False
+    for g in groups:
+        for h in (g.get("hooks") or [g]) if isinstance(g, dict) else []:
+            if isinstance(h, dict) and mark in str(h.get("command", "")):
+                return False
+    doc.set(event_path, [*groups, entry])
+    return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Agent, Ctx, Files
+from .base import Agent, Ctx, Files, add_hook
 from .model import Location, Server
 
 HOOK_MARK = "hook claude-code"
@@ -101,10 +101,6 @@ class ClaudeCode(Agent):
         if user is None:
             return
         loc, doc = user
-        pre = doc.get(["hooks", "PreToolUse"]) or []
-        if any(HOOK_MARK in str(h.get("command", "")) for m in pre if isinstance(m, dict)
-               for h in m.get("hooks") or [] if isinstance(h, dict)):
-            return
-        cmd = ctx.hook_command("claude-code")
-        doc.set(["hooks", "PreToolUse"], [*pre, {"matcher": "*", "hooks": [{"type": "command", "command": cmd}]}])
-        ctx.actions.append(f"installed PreToolUse hook -> Airlock /v1/check ({loc.path})")
+        entry = {"matcher": "*", "hooks": [{"type": "command", "command": ctx.hook_command("claude-code")}]}
+        if add_hook(doc, ["hooks", "PreToolUse"], entry, HOOK_MARK):
+            ctx.actions.append(f"installed PreToolUse hook -> Airlock /v1/check ({loc.path})")

@@ -2,12 +2,13 @@
 comments), ``mcpServers`` with ``command`` / ``httpUrl`` / ``url`` + ``type``; servers turned off
 with ``gemini mcp disable`` are listed in ``~/.gemini/mcp-server-enablement.json`` (lower-cased
 names); extensions add servers in ``~/.gemini/extensions/*/gemini-extension.json``; the model base URL is ``GOOGLE_GEMINI_BASE_URL`` in ``~/.gemini/.env``. Airlock's gateway
-speaks the OpenAI and Anthropic wire formats, so Gemini's own API is left alone (warned)."""
+speaks the OpenAI and Anthropic wire formats, so Gemini's own API is left alone (warned). Native
+tools are checked by a ``BeforeTool`` hook in the user settings."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Agent, Ctx, Files
+from .base import Agent, Ctx, Files, add_hook
 from .model import Location
 
 
@@ -61,3 +62,11 @@ class Gemini(Agent):
     def onboard_model(self, files: Files, ctx: Ctx) -> None:
         ctx.warnings.append(f"{self.name}: the Gemini API is not one of the gateway's wire formats "
                             "(OpenAI, Anthropic); model traffic left unchanged")
+
+    def install_hooks(self, files: Files, ctx: Ctx) -> None:
+        for loc, doc in files:
+            if loc.role == "mcp" and loc.scope == "user" and doc.exists:
+                entry = {"matcher": ".*", "hooks": [{"type": "command", "name": "airlock",
+                                                     "command": ctx.hook_command("gemini")}]}
+                if add_hook(doc, ["hooks", "BeforeTool"], entry, "hook gemini"):
+                    ctx.actions.append(f"installed BeforeTool hook -> Airlock /v1/check ({loc.path})")

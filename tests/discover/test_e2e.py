@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import json5
 import httpx
 import pytest
 
@@ -118,6 +119,35 @@ def test_installed_pretooluse_hook_asks_airlock(onboarded, airlock):
         out["hookSpecificOutput"]["permissionDecisionReason"]
     out = run_hook(command, {"not": "a hook"}, env)
     assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+
+def test_gemini_and_cursor_hooks_ask_airlock(tmp_path, airlock):
+    home = tmp_path / "home"
+    (home / ".gemini").mkdir(parents=True)
+    (home / ".gemini" / "settings.json").write_text('{\n  // mine\n  "ui": {"theme": "GitHub"}\n}\n')
+    (home / ".cursor").mkdir()
+    (home / ".cursor" / "mcp.json").write_text('{"mcpServers": {}}\n')
+    p = run_cli("agents", "onboard", "--home", str(home), "--agent", "gemini", "--agent", "cursor", "--yes",
+                "-c", str(airlock.config_path), env=airlock.cli_env())
+    assert p.returncode == 0, p.stderr
+    gemini = json5.loads((home / ".gemini" / "settings.json").read_text())["hooks"]["BeforeTool"][0]
+    cursor = json.loads((home / ".cursor" / "hooks.json").read_text())["hooks"]["beforeShellExecution"][0]
+    env = airlock.cli_env()
+
+    g_event = {"session_id": "g-1", "hook_event_name": "BeforeTool", "tool_name": "Bash", "cwd": "/tmp",
+               "tool_input": {"command": "rm -rf /"}, "timestamp": "2026-11-24T16:00:00Z"}
+    out = run_hook(gemini["hooks"][0]["command"], g_event, env)
+    assert out["decision"] == "deny" and "no recursive deletes" in out["reason"]
+    assert run_hook(gemini["hooks"][0]["command"], {**g_event, "tool_input": {"command": "ls"}}, env) == {}
+
+    c_event = {"hook_event_name": "beforeShellExecution", "conversation_id": "c-1", "command": "rm -rf build",
+               "cwd": "/work", "workspace_roots": ["/work"]}
+    assert run_hook(cursor["command"], c_event, env) is None                   # allowed: no opinion
+    out = run_hook(cursor["command"], {**c_event, "command": "rm -rf /"}, env)
+    assert out["permission"] == "deny" and "no recursive deletes of the root" in out["agent_message"]
+    down = {**env, "AIRLOCK_ADMIN_URL": f"http://127.0.0.1:{free_port()}"}
+    out = run_hook(cursor["command"], c_event, down)
+    assert out["permission"] == "deny" and "fail closed" in out["agent_message"]
 
 
 def test_wrapped_stdio_server_works_through_airlock(tmp_path, airlock):

@@ -56,14 +56,20 @@ def test_onboard_then_restore_is_byte_identical(tree, cfg, airlock):
     changed = {k for k in before if before[k] != after.get(k)}
     assert len(changed) >= 18 and "airlock.yaml" in changed
     assert "home/.claude/settings.json" in changed and "home/.gemini/.env" not in changed
+    created = set(after) - set(before)
+    assert created == {"home/.cursor/hooks.json"}                  # Cursor's hook file did not exist
     manifest = json.loads((home / ".airlock" / "backups" / "manifest.json").read_text())
-    assert set(manifest["files"]) == {str(root / k) for k in changed}
+    assert set(manifest["files"]) == {str(root / k) for k in changed | created}
     for path, ent in manifest["files"].items():                  # every backup holds the original bytes
-        assert Path(ent["backup"]).read_bytes() == before[str(Path(path).relative_to(root))]
+        rel = str(Path(path).relative_to(root))
+        if rel in created:
+            assert ent["backup"] is None
+        else:
+            assert Path(ent["backup"]).read_bytes() == before[rel]
 
     r = run_cli("agents", "restore", "--home", str(home), "--project", str(project), "--json")
     assert r.returncode == 0, r.stderr
-    assert len(json.loads(r.stdout)) == len(changed)
+    assert len(json.loads(r.stdout)) == len(changed) + len(created)
     assert snapshot(root) == before
 
 
@@ -201,6 +207,11 @@ def test_rewrites_are_correct_and_lossless_per_format(tree, cfg, airlock):
     assert "// Gemini CLI user settings" in text and "/* MCP servers */" in text
     gem = json5.loads(text)["mcpServers"]["github"]
     assert "httpUrl" not in gem and gem["url"] == f"{gw}/mcp/github" and gem["type"] == "http" and gem["timeout"] == 30000
+
+    assert json5.loads(text)["hooks"]["BeforeTool"][0]["hooks"][0]["command"].endswith(f"-c {cfg} hook gemini")
+    cursor_hooks = json.loads((home / ".cursor" / "hooks.json").read_text())
+    assert cursor_hooks["version"] == 1
+    assert cursor_hooks["hooks"]["beforeShellExecution"][0]["command"].endswith(f"-c {cfg} hook cursor")
 
     # VS Code: inputs kept, legacy settings.json entry wrapped
     vs = json5.loads((home / ".config" / "Code" / "User" / "mcp.json").read_text())
