@@ -5,6 +5,7 @@ no mitmproxy types, so it is tested directly.
 """
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 from dataclasses import dataclass
 from typing import Any
@@ -138,10 +139,14 @@ class Gatekeeper:
         overrides = getattr(engine, "prices", None) or None
         call.prices = overrides
         call.rates = prices.rates(model, provider if kind != "anthropic" else "anthropic", overrides)
-        call.input_estimate = tokens.estimate_input(body, model, kind, path)
         call.output_cap = output_cap(api, body, self.settings.default_max_tokens)
-        if call.rates is not None:
-            call.estimated_cost = (call.input_estimate * call.rates.input + call.output_cap * call.rates.output)
+        if self.ledger.needs_estimate(engine, identity, model):
+            call.input_estimate = await _estimate(body, model, kind, path)
+            if call.rates is not None:
+                call.estimated_cost = (call.input_estimate * call.rates.input + call.output_cap * call.rates.output)
+        else:
+            # no limit needs it now: count only if the provider reports no usage (client gone mid-call)
+            call.pending_body, call.path = body, path
         if api == "chat" and call.stream:
             so = body.get("stream_options")
             call.client_wants_usage = bool(isinstance(so, dict) and so.get("include_usage"))
@@ -189,6 +194,17 @@ class Gatekeeper:
         new = dict(body)
         new["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
         return new
+
+
+BIG_PROMPT = 32 * 1024     # characters; longer prompts are counted off the event loop
+
+
+async def _estimate(body: dict, model: str, kind: str, path: str) -> int:
+    text, extra = tokens.request_text(body, kind, path)
+    if len(text) > BIG_PROMPT:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, tokens.count, text, model, kind) + extra
+    return tokens.count(text, model, kind) + extra
 
 
 def _chat_cap_key(model: str | None) -> str:

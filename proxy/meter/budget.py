@@ -122,6 +122,17 @@ class Ledger:
     def __init__(self, store) -> None:
         self.store = store
 
+    def needs_estimate(self, engine, identity, model: str | None) -> bool:
+        """Does any limit need the input estimate at admission (a hard budget, a tokens rate limit)?"""
+        for b in getattr(engine, "budgets", ()) or ():
+            if b.hard and matches(b.match, identity, model) and scope_value(identity, b.scope) is not None:
+                return True
+        for rl in getattr(engine, "rate_limits", ()) or ():
+            if rl.tokens_per_minute is not None and matches(rl.match, identity, model) \
+                    and scope_value(identity, rl.scope) is not None:
+                return True
+        return False
+
     # -- admission -------------------------------------------------------------------------
     async def admit(self, engine, req: Request) -> Admission:
         adm = Admission()

@@ -59,16 +59,27 @@ def _genai_calc(model: str, provider: str | None, inp: int, out: int, cached: in
     return None
 
 
+PROBE = 10_000          # tokens per probe: below every tier threshold (tiers start at 128k-200k input)
+LINEAR_BELOW = 100_000  # settled calls with less input are priced from the cached rates (no table lookup)
+
+
 @lru_cache(maxsize=1024)
 def _genai_rates(model: str, provider: str | None) -> Rates | None:
-    inp = _genai_calc(model, provider, MTOK, 0, 0, 0)
+    """Per-token rates from small probes; source "genai-prices" when the price is linear (no
+    per-request fee), so ``cost()`` may use them directly, else "genai-prices/nonlinear"."""
+    inp = _genai_calc(model, provider, PROBE, 0, 0, 0)
     if inp is None:
         return None
-    out = _genai_calc(model, provider, 0, MTOK, 0, 0) or 0.0
-    cached = _genai_calc(model, provider, MTOK, 0, MTOK, 0)
-    write = _genai_calc(model, provider, MTOK, 0, 0, MTOK)
-    return Rates(inp / MTOK, out / MTOK, (cached if cached is not None else inp) / MTOK,
-                 (write if write is not None else inp) / MTOK, "genai-prices")
+    out = _genai_calc(model, provider, 0, PROBE, 0, 0) or 0.0
+    cached = _genai_calc(model, provider, PROBE, 0, PROBE, 0)
+    write = _genai_calc(model, provider, PROBE, 0, 0, PROBE)
+    r = Rates(inp / PROBE, out / PROBE, (cached if cached is not None else inp) / PROBE,
+              (write if write is not None else inp) / PROBE, "genai-prices")
+    mixed = _genai_calc(model, provider, 2 * PROBE, 3 * PROBE, PROBE // 2, PROBE // 4)
+    expect = estimate(Usage(2 * PROBE, 3 * PROBE, PROBE // 2, PROBE // 4, 0), r)
+    if mixed is None or abs(mixed - expect) > 1e-9 * max(1.0, expect):
+        r = Rates(r.input, r.output, r.cached_input, r.cache_write, "genai-prices/nonlinear")
+    return r
 
 
 def rates(model: str | None, provider: str | None = None, overrides: dict | None = None) -> Rates | None:
@@ -85,7 +96,14 @@ def cost(usage: Usage, model: str | None, provider: str | None = None,
     r = _override(model, overrides)
     if r is not None:
         return estimate(usage, r)
-    return _genai_calc(model, _provider_id(provider), usage.input_tokens, usage.output_tokens,
+    pid = _provider_id(provider)
+    if usage.input_tokens < LINEAR_BELOW and usage.output_tokens < LINEAR_BELOW:
+        r = _genai_rates(model, pid)
+        if r is None:
+            return None
+        if r.source == "genai-prices":      # linear below the tiers: same result, no table walk
+            return estimate(usage, r)
+    return _genai_calc(model, pid, usage.input_tokens, usage.output_tokens,
                        usage.cached_tokens, usage.cache_write_tokens)
 
 

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import cut
 from .anthropic import AnthropicParser
@@ -22,7 +23,7 @@ from .chat import ChatParser
 from .prices import Rates
 from .responses import ResponsesParser
 from .sse import SSESplitter
-from .tokens import Counter
+from .tokens import Counter, estimate_input
 from .metrics import FAILURES
 from .usage import Usage
 
@@ -53,6 +54,18 @@ class Call:
     settled: bool = False
     estimated_cost: float | None = None
     meter: "StreamMeter | None" = None
+    pending_body: Any = None            # request body whose input was not counted at admission
+    path: str = ""
+
+    def estimate_input(self) -> int:
+        """The admission estimate, counted now if admission did not need it."""
+        if self.pending_body is not None:
+            body, self.pending_body = self.pending_body, None
+            try:
+                self.input_estimate = estimate_input(body, self.model, self.kind, self.path)
+            except Exception:  # noqa: BLE001 - billing falls back to 0 input, logged
+                log.exception("metering: could not count the input of a call")
+        return self.input_estimate
 
     def billable(self) -> tuple[Usage, str]:
         """The usage to bill and where it came from.
@@ -66,7 +79,7 @@ class Call:
         u = self.usage
         if u is not None and finished and not self.cut_reason:
             return u, "provider"
-        inp = u.input_tokens if u is not None and u.input_tokens else self.input_estimate
+        inp = u.input_tokens if u is not None and u.input_tokens else self.estimate_input()
         out = max(self.counted_output, u.output_tokens if u is not None else 0)
         return Usage(inp, out, u.cached_tokens if u else 0, u.cache_write_tokens if u else 0,
                      u.reasoning_tokens if u else 0), "counted"

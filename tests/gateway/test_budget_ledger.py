@@ -174,3 +174,18 @@ async def test_output_cap_sent_upstream_follows_the_reservation(store):
     assert "max_completion_tokens" in keeper.upstream_body(call, {**body, "model": "o3"})
     call, _ = await keeper.admit(FakeEngine(), WHO, "openai", "openai", "/chat/completions", body)
     assert keeper.upstream_body(call, body) is None
+
+
+async def test_input_counted_only_when_a_limit_needs_it(store):
+    keeper = Gatekeeper(store)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there " * 50}]}
+    call, refusal = await keeper.admit(FakeEngine(), WHO, "openai", "openai", "/chat/completions", body)
+    assert refusal is None and call.input_estimate == 0 and call.estimated_cost is None
+    usage, source = call.billable()          # no provider usage (client gone): counted now
+    assert source == "counted" and usage.input_tokens > 50
+    tpm = FakeEngine(rate_limits=[RateLimit("tpm", "account", None, 10**9, {})])
+    call, _ = await keeper.admit(tpm, WHO, "openai", "openai", "/chat/completions", body)
+    assert call.input_estimate > 50 and call.pending_body is None
+    big = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 20000}]}   # off-loop count
+    call, _ = await keeper.admit(tpm, WHO, "openai", "openai", "/chat/completions", big)
+    assert 19_000 < call.input_estimate < 21_000
