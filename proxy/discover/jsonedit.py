@@ -171,7 +171,10 @@ class _Parser:
 
 def parse(text: str) -> Node:
     p = _Parser(text)
-    root = p.value()
+    try:
+        root = p.value()
+    except RecursionError:
+        raise JsonEditError("nesting too deep") from None
     p.ws()
     if p.i != len(text):
         raise p.fail("unexpected text after the document")

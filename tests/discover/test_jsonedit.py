@@ -82,6 +82,8 @@ def test_indentation_of_the_file_is_used():
 def test_bad_input_is_a_clear_error(bad):
     with pytest.raises(JsonEditError, match="line"):
         parse(bad)
+    with pytest.raises(JsonEditError, match="too deep"):
+        parse("[" * 50000)
 
 
 json_values = st.recursive(
@@ -118,3 +120,15 @@ def test_crlf_files_keep_crlf():
     d.delete(["f"])
     d.delete(["b", "d"])
     assert d.text == src
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list('{}[]:,"\'/*\\\n abc01-+.eE')), max_size=40))
+def test_garbage_is_a_json_edit_error_never_a_crash(text):
+    try:
+        d = JsonDoc(text)
+    except JsonEditError:
+        return
+    if isinstance(d.data, dict):            # whatever parsed must also take an edit
+        d.set(["k"], 1)
+        assert JsonDoc(d.text).data["k"] == 1
