@@ -27,10 +27,10 @@ test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -O -m bench.run
+	$(PY) -O -m bench.run $(BENCH_ARGS)
 
 bench-smoke: setup
-	$(PY) -O -m bench.run --smoke
+	$(PY) -O -m bench.run --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache

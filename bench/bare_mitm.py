@@ -1,5 +1,6 @@
 """The floor: a bare minimal mitmproxy Master in reverse mode, as the notes measured it
-(core, proxyserver, next_layer, tlsconfig; lazy connections; gc.freeze; uvloop)."""
+(core, proxyserver, next_layer, tlsconfig; lazy connections; gc.freeze; uvloop), plus the one hook any
+LLM proxy needs: stream ``text/event-stream`` responses instead of buffering them (mitmproxy.md §3)."""
 from __future__ import annotations
 
 import argparse
@@ -13,12 +14,18 @@ from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
 
+class StreamSSE:
+    def responseheaders(self, flow) -> None:
+        if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
+            flow.response.stream = True
+
+
 async def main(listen: int, upstream: str) -> None:
     from proxy import mitm_patches
     mitm_patches.apply()                  # same listen backlog as Airlock: compare like with like
     opts = options.Options()
     m = Master(opts)
-    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig())
+    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(), StreamSSE())
     opts.update(mode=[f"reverse:{upstream}@127.0.0.1:{listen}"], connection_strategy="lazy")
     loop = asyncio.get_running_loop()
     for s in (signal.SIGINT, signal.SIGTERM):

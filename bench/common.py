@@ -55,13 +55,14 @@ class Proc:
     cwd: Path | None = None
     proc: subprocess.Popen | None = None
     log: Path | None = None
+    start_timeout: float = 60.0
 
     def __enter__(self) -> "Proc":
         self.log = Path(tempfile.mkstemp(prefix="bench-", suffix=".log")[1])
         self.proc = subprocess.Popen(pinned(self.cmd, self.cpu), env={**os.environ, **self.env}, cwd=self.cwd,
                                      stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         try:
-            wait_port(self.port, proc=self.proc)
+            wait_port(self.port, timeout=self.start_timeout, proc=self.proc)
         except Exception:
             self.__exit__()
             raise RuntimeError(f"{self.cmd[:3]} did not start:\n{self.log.read_text()[-3000:]}") from None
@@ -89,7 +90,7 @@ _WRK_LUA = """
 wrk.method = "POST"
 wrk.body = io.open("{body}"):read("*a")
 wrk.headers["content-type"] = "application/json"
-{auth}
+{headers}
 """
 
 
@@ -99,6 +100,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
 
 
 def _ms(value: str) -> float:
@@ -109,11 +111,16 @@ def _ms(value: str) -> float:
     return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
 
 
-def wrk(url: str, connections: int, seconds: float, body: bytes, token: str | None = None) -> WrkResult:
+def wrk(url: str, connections: int, seconds: float, body: bytes, token: str | None = None,
+        headers: dict | None = None) -> WrkResult:
+    """wrk -t1 on the load core: a keep-alive POST of ``body`` with a bearer ``token`` and extra ``headers``."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     (tmp / "body.json").write_bytes(body)
-    auth = f'wrk.headers["authorization"] = "Bearer {token}"' if token else ""
-    (tmp / "post.lua").write_text(_WRK_LUA.format(body=tmp / "body.json", auth=auth))
+    h = dict(headers or {})
+    if token:
+        h["authorization"] = f"Bearer {token}"
+    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in h.items())
+    (tmp / "post.lua").write_text(_WRK_LUA.format(body=tmp / "body.json", headers=lines))
     out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency",
                                  "-s", str(tmp / "post.lua"), url], LOAD_CPU),
                          capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -122,8 +129,10 @@ def wrk(url: str, connections: int, seconds: float, body: bytes, token: str | No
     errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs += int(non2xx.group(1)) if non2xx else 0
+    done = re.search(r"(\d+) requests in", out)
     shutil.rmtree(tmp, ignore_errors=True)
-    return WrkResult(rps, _ms(lat.get("50", "nan")), _ms(lat.get("99", "nan")), errs)
+    return WrkResult(rps, _ms(lat.get("50", "nan")), _ms(lat.get("99", "nan")), errs,
+                     int(done.group(1)) if done else 0)
 
 
 def median(values):
@@ -148,6 +157,32 @@ def upstream() -> Proc:
     """The JSON upstream (tests/upstreams.py on uvloop), on the load generator's core."""
     port = free_port()
     return Proc([PY, "-m", "tests.upstreams", "--port", str(port)], port, cpu=LOAD_CPU, cwd=ROOT)
+
+
+def openai_upstream(events: int = 20, pace_ms: float = 0.0) -> Proc:
+    """bench/upstream.py: OpenAI-compatible JSON + SSE upstream on the load generator's core."""
+    port = free_port()
+    return Proc([PY, "-m", "bench.upstream", "--port", str(port), "--events", str(events), "--pace-ms",
+                 str(pace_ms)], port, cpu=LOAD_CPU, cwd=ROOT)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (its threads included)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def dump(obj) -> str:

@@ -1,0 +1,66 @@
+"""``airlock run --workers N`` against one worker: requests/s of the 1 KB POST at 50 connections.
+
+One worker is pinned to the proxy core as everywhere else; N workers get every core (on this 2-core
+machine that includes the core wrk and the upstream use, so the ratio is a floor). The number of
+Airlock processes actually running is reported (the option may exist before it forks workers).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import http_post, targets
+from .common import CPUS, median, openai_upstream, wrk
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (t / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _airlocks(pid: int) -> int:
+    n = 0
+    for p in _tree(pid):
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            continue
+        n += b"run" in cmd and (b"proxy.cli.main" in cmd or b"airlock" in cmd)
+    return n
+
+
+def run(workers: int = 2, seconds: float = 5, runs: int = 3, optimize: bool = True,
+        log=lambda m: print(m, file=sys.stderr)) -> dict:
+    out: dict = {"workers": workers, "cpus": CPUS}
+    all_cpus = ",".join(str(i) for i in range(CPUS))
+    with openai_upstream() as up:
+        up_url = f"http://127.0.0.1:{up.port}"
+        for n, cpu in ((1, None), (workers, all_cpus)):
+            log(f"  workers: {n}")
+            kw = {"cpu": cpu} if cpu else {}
+            with targets.gateway(up_url, optimize, workers=n, **kw) as t:
+                url = t.url + http_post.PATH
+                wrk(url, 50, 2, http_post.BODY, headers=t.headers)
+                rs = [wrk(url, 50, seconds, http_post.BODY, headers=t.headers) for _ in range(runs)]
+                out[f"w{n}_rps"] = median([r.rps for r in rs])
+                out[f"w{n}_errors"] = sum(r.errors for r in rs)
+                out[f"w{n}_processes"] = _airlocks(t.pid)
+    out["scaling"] = round(out[f"w{workers}_rps"] / out["w1_rps"], 2) if out.get("w1_rps") else None
+    return out
+
+
+def table(res: dict) -> str:
+    n = res["workers"]
+    return (f"| workers | Airlock processes seen | c50 req/s | errors |\n|---:|---:|---:|---:|\n"
+            f"| 1 (pinned to the proxy core) | {res['w1_processes']} | {res['w1_rps']:.0f} | {res['w1_errors']} |\n"
+            f"| {n} (all {res['cpus']} cores, shared with wrk + upstream) | {res[f'w{n}_processes']} | "
+            f"{res[f'w{n}_rps']:.0f} | {res[f'w{n}_errors']} |\n\nScaling {n} vs 1: **{res['scaling']}×** "
+            f"(target ≥ {0.9 * n:.1f}×).\n")
