@@ -170,9 +170,9 @@ class Gatekeeper:
         """
         new = self.wants_usage_injection(call, body)
         adm = call.admission
-        if adm is None or adm.output_allowance is None or call.api not in ("chat", "responses", "anthropic"):
+        if adm is None or adm.reserved_output is None or call.api not in ("chat", "responses", "anthropic"):
             return new
-        allow = max(1, adm.output_allowance)
+        allow = max(1, adm.reserved_output)
         if call.api == "chat":
             n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 1) > 1 else 1
             allow = max(1, allow // n)

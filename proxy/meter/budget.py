@@ -86,7 +86,11 @@ class Admission:
     rule: str | None = None
     holds: list[Hold] = field(default_factory=list)
     soft: list[Hold] = field(default_factory=list)
-    output_allowance: int | None = None    # output tokens before the stream is cut; None = no cut
+    # Output tokens the hard budgets' reservations cover (None: no hard budget). The provider is
+    # asked for no more (the cap sent upstream); the stream is cut at ``output_allowance``, set
+    # only when the reservation was partial (a full one already covers the request's own cap).
+    reserved_output: int | None = None
+    output_allowance: int | None = None
     reserved_usd: float = 0.0
     basis: list[tuple[str, float]] = field(default_factory=list)   # (unit, amount) of each hard budget hold
 
@@ -183,6 +187,7 @@ class Ledger:
             in_cost = req.input_tokens * r.input
             out_rate = r.output
         allowance: float | None = None
+        partial = False
         for b in getattr(engine, "budgets", ()) or ():
             if not matches(b.match, req.identity, req.model):
                 continue
@@ -231,11 +236,14 @@ class Ledger:
                 if unit == "usd":
                     adm.reserved_usd += got
                 adm.basis.append((unit, got))
-                if per_out > 0:     # what the reservation leaves for output caps the stream
+                if per_out > 0:     # what the reservation leaves for output caps the call
                     cap = (got - fixed) / per_out
                     allowance = cap if allowance is None else min(allowance, cap)
+                    partial = partial or got < amount
         if allowance is not None:
-            adm.output_allowance = max(0, int(allowance))
+            adm.reserved_output = max(0, int(allowance + EPS))
+            if partial:
+                adm.output_allowance = adm.reserved_output
         return True
 
     # -- settle ------------------------------------------------------------------------------

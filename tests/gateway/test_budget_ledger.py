@@ -64,12 +64,13 @@ async def test_partial_reservation_caps_output(store):
     eng = FakeEngine(budgets=[Budget("usd", "account", "month", limit, None, True, {})])
     ledger = Ledger(store)
     a = await ledger.admit(eng, Request(WHO, "gpt-4o-mini", 1000, 4096, r))
-    assert a.ok and 99 <= a.output_allowance <= 100
+    assert a.ok and 99 <= a.output_allowance <= 100 and a.reserved_output == a.output_allowance
     b = await ledger.admit(eng, Request(WHO, "gpt-4o-mini", 1000, 4096, r))
     assert not b.ok and b.code == "budget_exceeded" and b.retry_after and b.retry_after > 0
     await ledger.release(a)
     c = await ledger.admit(eng, Request(WHO, "gpt-4o-mini", 10, 50, r))
-    assert c.ok and c.output_allowance == 50
+    # a full reservation covers the call's own cap: no mid-stream cut, the cap goes upstream
+    assert c.ok and c.reserved_output == 50 and c.output_allowance is None
 
 
 async def test_unpriced_model_under_hard_usd_budget(store):
@@ -159,7 +160,7 @@ async def test_output_cap_sent_upstream_follows_the_reservation(store):
     call, refusal = await keeper.admit(eng, WHO, "openai", "openai", "/chat/completions", body)
     assert refusal is None and call.admission.output_allowance < 100
     sent = keeper.upstream_body(call, body)
-    assert sent["max_tokens"] == call.admission.output_allowance and "max_tokens" not in body
+    assert sent["max_tokens"] == call.admission.reserved_output and "max_tokens" not in body
     # a lower cap of the client's own is kept; an Anthropic cap above the allowance is lowered
     other = Identity("t2", "acme", subject="bob")
     call, _ = await keeper.admit(eng, other, "openai", "openai", "/chat/completions", {**body, "max_tokens": 5})
@@ -189,3 +190,15 @@ async def test_input_counted_only_when_a_limit_needs_it(store):
     big = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 20000}]}   # off-loop count
     call, _ = await keeper.admit(tpm, WHO, "openai", "openai", "/chat/completions", big)
     assert 19_000 < call.input_estimate < 21_000
+
+
+async def test_full_reservation_sends_default_cap_and_never_cuts(store):
+    eng = FakeEngine(budgets=[Budget("roomy", "subject", "day", None, 10**9, True, {})])
+    keeper = Gatekeeper(store, Settings(default_max_tokens=300))
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
+    call, _ = await keeper.admit(eng, WHO, "anthropic", "anthropic", "/v1/messages", body)
+    assert call.admission.output_allowance is None          # the x1.3 estimate never cuts a roomy call
+    assert keeper.upstream_body(call, body) is None          # its own cap is covered
+    obody = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    call, _ = await keeper.admit(eng, WHO, "openai", "openai", "/chat/completions", obody)
+    assert keeper.upstream_body(call, obody)["max_tokens"] == 300   # the reserved default cap goes upstream
