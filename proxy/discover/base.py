@@ -20,6 +20,15 @@ from .model import Location, Server, safe_name
 Files = list[tuple[Location, Doc]]
 
 
+def relocated(home: Path, env_var: str, default: Path) -> Path:
+    """An agent's config dir moved by an env var (CODEX_HOME, ...), honoured only when scanning the
+    real home: an explicit ``--home`` tree is taken as it is."""
+    value = os.environ.get(env_var)
+    if value and home.absolute() == Path.home().absolute():
+        return Path(value).expanduser().absolute()
+    return default
+
+
 @dataclass
 class Ctx:
     """Everything an agent needs to rewrite its files for one onboarding."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Agent, Ctx, Files, add_hook
+from .base import Agent, Ctx, Files, add_hook, relocated
 from .model import Location, Server
 
 HOOK_MARK = "hook claude-code"
@@ -17,8 +17,9 @@ class ClaudeCode(Agent):
     remote_set = {"type": "http"}
 
     def locations(self, home: Path, project: Path | None) -> list[Location]:
-        locs = [Location(home / ".claude.json", "json", "state"),
-                Location(home / ".claude" / "settings.json", "json", "settings", create=True)]
+        cfg = relocated(home, "CLAUDE_CONFIG_DIR", home / ".claude")   # moves .claude.json along
+        state = cfg / ".claude.json" if cfg != home / ".claude" else home / ".claude.json"
+        locs = [Location(state, "json", "state"), Location(cfg / "settings.json", "json", "settings", create=True)]
         if project:
             locs += [Location(project / ".mcp.json", "json", "mcp", "project"),
                      Location(project / ".claude" / "settings.json", "json", "settings", "project"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Agent, Ctx, Files
+from .base import Agent, Ctx, Files, relocated
 from .model import Location, Server
 
 PROVIDER_ID = "airlock"
@@ -21,7 +21,7 @@ class Codex(Agent):
     default_model = {"provider": "openai", "base_url": "https://api.openai.com/v1"}
 
     def locations(self, home: Path, project: Path | None) -> list[Location]:
-        c = home / ".codex"
+        c = relocated(home, "CODEX_HOME", home / ".codex")
         locs = [Location(c / "config.toml", "toml", "mcp")]
         if c.is_dir():
             locs += [Location(p, "toml", "mcp", "profile") for p in sorted(c.glob("*.config.toml"))]

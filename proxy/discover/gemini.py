@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Agent, Ctx, Files, add_hook
+from .base import Agent, Ctx, Files, add_hook, relocated
 from .model import Location
 
 
@@ -21,7 +21,7 @@ class Gemini(Agent):
     default_model = {"provider": "gemini", "base_url": "https://generativelanguage.googleapis.com"}
 
     def locations(self, home: Path, project: Path | None) -> list[Location]:
-        g = home / ".gemini"
+        g = relocated(home, "GEMINI_CLI_HOME", home) / ".gemini"
         locs = [Location(g / "settings.json", "jsonc", "mcp"),
                 Location(g / "mcp-server-enablement.json", "json", "enablement"),
                 Location(g / ".env", "dotenv", "env")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Agent, Ctx, Files
+from .base import Agent, Ctx, Files, relocated
 from .model import Location
 
 
@@ -16,7 +16,7 @@ class Hermes(Agent):
     remote_drop = ("auth", "oauth")
 
     def locations(self, home: Path, project: Path | None) -> list[Location]:
-        h = home / ".hermes"
+        h = relocated(home, "HERMES_HOME", home / ".hermes")
         locs = [Location(h / "config.yaml", "yaml", "mcp")]
         if (h / "profiles").is_dir():
             locs += [Location(p, "yaml", "mcp", "profile") for p in sorted((h / "profiles").glob("*/config.yaml"))]

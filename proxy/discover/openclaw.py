@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Agent, Ctx, Files
+from .base import Agent, Ctx, Files, relocated
 from .model import Location
 
 
@@ -17,8 +17,9 @@ class OpenClaw(Agent):
     remote_drop = ("oauth", "auth", "type")
 
     def locations(self, home: Path, project: Path | None) -> list[Location]:
-        return [Location(home / ".openclaw" / "openclaw.json", "json5", "mcp"),
-                Location(home / ".clawdbot" / "clawdbot.json", "json5", "mcp", "legacy")]
+        state = relocated(home, "OPENCLAW_STATE_DIR", home / ".openclaw")
+        main = relocated(home, "OPENCLAW_CONFIG_PATH", state / "openclaw.json")
+        return [Location(main, "json5", "mcp"), Location(home / ".clawdbot" / "clawdbot.json", "json5", "mcp", "legacy")]
 
     def parse(self, name, entry, loc):
         srv = super().parse(name, entry, loc)

@@ -117,3 +117,22 @@ def test_empty_home_unknown_agent_and_broken_file(tmp_path):
     assert r.agent == "cursor" and r.mcp_servers == [] and "not valid JSONC" in r.warnings[0]
     p = run_cli("agents", "discover", "--home", str(tmp_path / "missing"))
     assert p.returncode != 0 and "not a directory" in p.stderr
+
+
+def test_relocated_config_dirs_are_honoured_for_the_real_home_only(tmp_path):
+    home = tmp_path / "home"
+    codex_home, claude_dir = tmp_path / "elsewhere" / "codex", tmp_path / "elsewhere" / "claude"
+    codex_home.mkdir(parents=True)
+    claude_dir.mkdir(parents=True)
+    home.mkdir()
+    (codex_home / "config.toml").write_text('[mcp_servers.moved]\ncommand = "uvx"\nargs = ["moved-mcp"]\n')
+    (claude_dir / ".claude.json").write_text('{"mcpServers": {"cc": {"type": "http", "url": "https://x.example/mcp"}}}')
+    env = {"HOME": str(home), "CODEX_HOME": str(codex_home), "CLAUDE_CONFIG_DIR": str(claude_dir)}
+    p = run_cli("agents", "discover", "--json", env=env)                    # no --home: the real (HOME) one
+    assert p.returncode == 0, p.stderr
+    got = {a["agent"]: a for a in json.loads(p.stdout)}
+    assert got["codex"]["config_files"] == [str(codex_home / "config.toml")]
+    assert [s["name"] for s in got["codex"]["mcp_servers"]] == ["moved"]
+    assert got["claude-code"]["config_files"] == [str(claude_dir / ".claude.json")]
+    p = run_cli("agents", "discover", "--json", "--home", str(tmp_path / "elsewhere"), env=env)
+    assert json.loads(p.stdout) == []                                       # an explicit tree is taken as is
