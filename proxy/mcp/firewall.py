@@ -318,7 +318,7 @@ class Firewall:
         if state is None or resp is None or resp.stream:
             return
         body: Any = None
-        if resp.raw_content and resp.headers.get("content-type", "").startswith("application/json"):
+        if resp.raw_content:                            # JSON whatever the content-type says
             body, err = jsonrpc.loads(resp.get_content(strict=False) or b"")
             if err:
                 body = None
