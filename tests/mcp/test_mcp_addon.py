@@ -268,3 +268,13 @@ async def test_result_rewrite_failure_withholds_the_result(rt):
     assert b"secret_admin" not in out
     assert orjson.loads(out.split(b"data: ", 1)[1])["error"]["code"] == -32603
     assert rt.audit.of("mcp_error")
+
+
+@pytest.mark.parametrize("endpoint,expected", [
+    ("/messages/?session_id=abc", "/mcp/srv/~/messages/?session_id=abc"),
+    ("/message?sessionId=x1", "/mcp/srv/~/message?sessionId=x1"),
+    ("http://127.0.0.1:9/messages/?session_id=abc", "/mcp/srv/~/messages/?session_id=abc"),
+    ("https://elsewhere.example/messages/?session_id=abc", "https://elsewhere.example/messages/?session_id=abc"),
+])
+def test_endpoint_mapping(endpoint, expected):
+    assert sse.map_endpoint(endpoint, "http://127.0.0.1:9/mcp", "srv") == expected

@@ -68,3 +68,18 @@ async def test_addon_never_raises_and_never_fails_open(rt, body):
         f.response = tutils.tresp(content=b"[]")
         f.response.headers["content-type"] = "application/json"
         await m.response(f)
+
+
+@given(st.text(max_size=80))
+def test_untag_random_ids_never_raises(text):
+    from proxy.mcp import tags
+    action, _ = tags.untag("airlock:r:" + text)
+    assert action in (None, "replace")
+    action, _ = tags.untag("airlock:l:" + text)
+    assert action in (None, "list")
+
+
+@given(st.one_of(st.integers(-2**53, 2**53), st.text(max_size=30)))
+def test_list_tags_round_trip(rpc_id):
+    from proxy.mcp import tags
+    assert tags.untag(tags.list_tag(rpc_id)) == ("list", rpc_id)
