@@ -17,6 +17,7 @@ RECORDED = {
     "anthropic": ("anthropic", "anthropic-text-basic"),
     "rthink": ("anthropic", "slow-anthropic-thinking-padded"),
     "rjson": ("openai", "json"),
+    "rgroq": ("openai", "groq-chat-midstream-error-event"),
 }
 
 POLICY = {

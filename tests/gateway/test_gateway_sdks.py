@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import spend, wait_spend
+from tests.gateway.conftest import usage_rows, wait_spend
 
 
 def oa(gw, name: str, token: str) -> openai.OpenAI:
@@ -132,3 +132,14 @@ def test_explicit_proxy_mode_meters_and_governs_provider_hosts(gw):
         with pytest.raises(openai.PermissionDeniedError):
             client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "hi"}])
     assert wait_spend(gw, "tokens-per-subject", "u-proxy", lambda s: s > 0) == 44
+
+
+def test_midstream_provider_error_reaches_the_sdk_and_is_recorded(gw):
+    tok = gw.mint("acme", subject="u-groq")
+    client = oa(gw, "rgroq", tok)
+    with pytest.raises(openai.APIError) as e:
+        list(client.chat.completions.create(model="gpt-4o", stream=True,
+                                            messages=[{"role": "user", "content": "hi"}]))
+    assert "tool" in str(e.value).lower() or "failed" in str(e.value).lower()
+    (row,) = usage_rows(gw, "u-groq")
+    assert row["outcome"] == "upstream_error" and row["tokens_out"] > 0    # the reasoning it streamed is billed
