@@ -61,6 +61,14 @@ def test_wrap_offline_uses_the_engine_in_process(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "AIRLOCK_CONFIG": str(cfg), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     anyio.run(exercise, params(record, env, "--offline"))
     check_upstream(record)
+    # the same audit rows as through a running Airlock, in the config's audit store (real chDB)
+    from proxy.audit import open_audit
+    from proxy.config import load
+    sink = open_audit(load(cfg))
+    rows = sink.query("SELECT tool, server, action, rule, outcome FROM events WHERE kind = 'decision'")
+    got = {(r["tool"], r["action"], r["outcome"]) for r in rows}
+    assert ("delete_repo", "deny", "refused") in got and ("echo", "allow", "allowed") in got
+    assert all(r["server"] == "local" for r in rows)
 
 
 def test_wrap_asks_the_running_airlock(tmp_path):
