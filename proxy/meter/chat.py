@@ -69,6 +69,9 @@ class ChatParser:
                 self.open_choices[idx] = True
             delta = ch.get("delta")
             if not isinstance(delta, dict) or not delta:
+                legacy = ch.get("text")           # legacy /completions chunks
+                if legacy.__class__ is str:
+                    text += legacy
                 continue
             piece = delta.get("content")
             if len(delta) == 1 and piece.__class__ is str:     # the common case: one text delta
