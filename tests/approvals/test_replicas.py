@@ -10,6 +10,8 @@ import pytest
 from tests.approvals.test_e2e import Upstream, admin, config, mcp_client, pending_for, text
 from tests.harness import Airlock
 
+pytestmark = pytest.mark.timeout(400)          # each test starts up to three Airlock processes
+
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
@@ -74,3 +76,26 @@ async def test_redis_stopped_mid_hold_denies_cleanly(upstream, own_redis, tmp_pa
         assert result.is_error and "unavailable" in text(result) and "not run" in text(result)
         assert a.proc.poll() is None                                   # still serving
     assert len(upstream.calls()) == before
+
+
+async def test_pending_request_survives_restart_with_embedded_store(upstream, tmp_path):
+    cfg = config(upstream)                                          # no Redis: the in-process store + its snapshot
+    before = len(upstream.calls())
+    a = Airlock(cfg, workdir=tmp_path / "a").start()
+    try:
+        token = a.mint("acme", subject="dev@example.com")
+        async with mcp_client(a, token) as c:
+            first = await c.call_tool("drop_table", {"name": "audit_tmp"})
+        rid = json.loads(text(first).split(". ", 1)[1].split("} ", 1)[0] + "}")["request_id"]
+    finally:
+        a.stop()
+    with Airlock(cfg, workdir=tmp_path / "a") as a2:                # same data dir, new process
+        pending = (await admin(a2, "GET", "/v1/approvals")).json()["approvals"]
+        assert rid in [p["id"] for p in pending]
+        assert (await admin(a2, "POST", f"/v1/approvals/{rid}/approve", {"approver": "alice"})).json()["state"] == \
+            "approved"
+        async with mcp_client(a2, token) as c:
+            done = await c.call_tool("drop_table", {"name": "audit_tmp"})
+        assert not done.is_error and text(done) == "dropped audit_tmp"
+    assert [x for x in upstream.calls()[before:] if x["tool"] == "drop_table"] == [
+        {"tool": "drop_table", "args": {"name": "audit_tmp"}}]
