@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import orjson
 from mitmproxy import ctx, http
 
 from proxy import flowmeta
 from proxy.meter import metrics
 from proxy.meter.record import audit_fields, settle_values, usage_row
 from proxy.meter.stream import CALL, StreamMeter
-from proxy.meter.usage import Usage, from_anthropic, from_openai
+from proxy.meter.usage import Usage, from_anthropic, from_openai, usage_of_json
 from proxy.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -71,15 +70,13 @@ class Metering:
             return
         if call.meter is None:                       # a whole JSON answer
             try:
-                body = orjson.loads(resp.get_content(strict=False) or b"")
-            except (orjson.JSONDecodeError, ValueError):
-                body = None
-            if isinstance(body, dict):
-                u = body.get("usage")
-                call.usage = from_anthropic(u) if call.kind == "anthropic" else from_openai(u)
-                if call.usage is None and call.api != "embeddings":
-                    log.warning("metering: %s answer without usage; billed by estimate", call.provider)
-            self._finish(flow, call, "ok", response_model=body.get("model") if isinstance(body, dict) else None)
+                u, model = usage_of_json(resp.get_content(strict=False) or b"")
+            except ValueError:
+                u, model = None, None
+            call.usage = from_anthropic(u) if call.kind == "anthropic" else from_openai(u)
+            if call.usage is None:
+                log.warning("metering: %s answer without usage; billed by estimate", call.provider)
+            self._finish(flow, call, "ok", response_model=model)
             return
         p = call.meter.parser
         if call.cut_reason:

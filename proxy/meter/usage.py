@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import orjson
+
+BIG_BODY = 256 * 1024   # larger JSON answers (embeddings) are not parsed whole just for their usage
+
 
 @dataclass(slots=True)
 class Usage:
@@ -61,3 +65,32 @@ def from_anthropic(u: dict | None, base: Usage | None = None) -> Usage | None:
     details = u.get("output_tokens_details")
     thinking = _int(details.get("thinking_tokens")) if isinstance(details, dict) else b.reasoning_tokens
     return Usage(uncached + cached + write, out, cached, write, thinking)
+
+
+def usage_of_json(raw: bytes) -> tuple[dict | None, str | None]:
+    """(the ``usage`` object, the ``model``) of a JSON answer. Big bodies (embeddings of many
+    inputs) are not parsed whole: the usage object is cut out from the end. ValueError if not JSON."""
+    if len(raw) <= BIG_BODY:
+        body = orjson.loads(raw)
+        if not isinstance(body, dict):
+            return None, None
+        model = body.get("model")
+        return body.get("usage"), model if isinstance(model, str) else None
+    i = raw.rfind(b'"usage"')
+    start = raw.find(b"{", i) if i >= 0 else -1
+    if start < 0:
+        return None, None
+    depth = 0
+    for k in range(start, min(len(raw), start + 8192)):
+        c = raw[k]
+        if c == 123:        # {
+            depth += 1
+        elif c == 125:      # }
+            depth -= 1
+            if depth == 0:
+                try:
+                    u = orjson.loads(raw[start:k + 1])
+                except orjson.JSONDecodeError:
+                    return None, None
+                return (u if isinstance(u, dict) else None), None
+    return None, None

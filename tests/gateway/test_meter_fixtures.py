@@ -181,7 +181,8 @@ def test_oversized_event_is_passed_through_not_buffered():
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([None, "message_start", "ping", "content_block_delta"]),
-                          st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=40),
+                          st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                                           blacklist_characters="\r\n"), max_size=40),
                           st.sampled_from(["\n\n", "\r\n\r\n"])), max_size=12),
        st.lists(st.integers(1, 50), min_size=1, max_size=20))
 def test_splitter_keeps_bytes_exact_for_any_chunking(events, cuts):
@@ -195,3 +196,18 @@ def test_splitter_keeps_bytes_exact_for_any_chunking(events, cuts):
     got += sp.flush()
     assert b"".join(e.raw for e in got) == raw
     assert [e.data.decode() for e in got if not e.comment] == [d for _n, d, _t in events]
+
+
+def test_usage_of_big_json_answers_without_parsing_them_whole():
+    import orjson
+
+    from proxy.meter.usage import BIG_BODY, usage_of_json
+    small = orjson.dumps({"model": "m", "usage": {"prompt_tokens": 3}})
+    assert usage_of_json(small) == ({"prompt_tokens": 3}, "m")
+    data = [{"object": "embedding", "index": i, "embedding": [0.1] * 256} for i in range(400)]
+    big = orjson.dumps({"object": "list", "data": data, "model": "e",
+                        "usage": {"prompt_tokens": 1234, "total_tokens": 1234}})
+    assert len(big) > BIG_BODY
+    assert usage_of_json(big) == ({"prompt_tokens": 1234, "total_tokens": 1234}, None)
+    with pytest.raises(ValueError):
+        usage_of_json(b"{not json")
