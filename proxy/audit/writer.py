@@ -1,20 +1,20 @@
 """The audit writer: bounded queue -> WAL (fsync per batch) -> batched ClickHouse inserts.
 
-One thread owns the WAL, the hash chain and the insert client, so the event loop
-never waits on disk or network. Its loop:
+Two threads, so neither the event loop nor a waiting client ever waits on ClickHouse:
 
-1. take every queued event, build + redact + chain the rows, append them to the
-   WAL and fsync: the rows now count as written, waiters are told;
-2. when ``batch_size`` rows are pending or ``flush_seconds`` passed, insert them;
-   after a successful insert the WAL segments are deleted;
-3. if ClickHouse fails, switch to *backlog*: rows only go to the WAL; every retry
-   (backoff up to 30 s) replays the segments in order, skipping rows ClickHouse
-   already has (``stream``, ``seq``), so a crash between insert and delete never
-   duplicates a row.
+- the *writer* thread owns the queue, the hash chain and the WAL: it takes every queued event,
+  builds + redacts + chains the rows, appends them to the WAL and fsyncs. The rows now count as
+  written and waiters are told. It also decides when to insert and hands that work on;
+- the *insert* thread runs one ClickHouse job at a time: an insert of the pending rows (by
+  ``batch_size`` or ``flush_seconds``; their sealed WAL segments are deleted afterwards) or a replay.
 
-If the WAL cannot be written (disk full) rows are kept in memory and written
-first on the next round; meanwhile ``accepting`` is False so the audit addon can
-refuse governed calls (fail closed).
+If ClickHouse fails, the writer switches to *backlog*: rows only go to the WAL; every retry
+(backoff up to 30 s) replays the sealed segments in order, skipping rows ClickHouse already has
+(``stream``, ``seq``), so a crash between insert and delete never duplicates a row. Rows written
+while a replay runs are kept pending and inserted normally once it succeeds.
+
+If the WAL cannot be written (disk full) rows are kept in memory and written first on the next
+round; meanwhile ``accepting`` is False so the audit addon can refuse governed calls (fail closed).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,10 @@ class Writer:
         self._pending: list[bytes] = []          # JSON lines in the WAL, not yet in ClickHouse
         self._pending_rows = 0
         self._next_retry = 0.0
+        self._catching_up = False         # a replay runs: new rows are kept pending too
+        self._job: tuple[str, Future, list[Path]] | None = None
+        self._final_replay_tried = False
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="airlock-audit-insert")
         self._retry_delay = 0.5
         self._idle = threading.Event()     # set when queue and pending are empty and nothing is in backlog
         self._dropped_logged = 0.0
@@ -109,7 +114,12 @@ class Writer:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Connect, migrate and replay the WAL (best effort), then start the thread."""
-        self._try_recover()
+        self.wal.seal()
+        try:
+            self._do_replay(self.wal.segments())
+            self._left_backlog()
+        except Exception as e:  # noqa: BLE001 - ClickHouse down at start: rows go to the WAL
+            self._enter_backlog(e)
         if not self.backlog:
             self._idle.set()
         self._thread = threading.Thread(target=self._run, name="airlock-audit-writer", daemon=True)
@@ -121,6 +131,7 @@ class Writer:
             self._cv.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
         with self._client_lock:
             if self._client is not None:
                 try:
@@ -156,10 +167,7 @@ class Writer:
         while True:
             with self._cv:
                 if not self._q and not self._stopping:
-                    wait = next_flush - time.monotonic() if self._pending else None
-                    if self.backlog:
-                        wait = max(0.05, min(wait if wait is not None else 1e9, self._next_retry - time.monotonic()))
-                    self._cv.wait(None if wait is None else max(0.0, wait))
+                    self._cv.wait(self._wait_time(next_flush))
                 items = list(self._q)
                 self._q.clear()
                 stopping = self._stopping
@@ -167,21 +175,99 @@ class Writer:
             try:
                 if items or self._unsaved:
                     self._persist(items)
+                self._reap()
                 now = time.monotonic()
-                if self._pending and (self._pending_rows >= self.batch_size or now >= next_flush or stopping):
-                    self._flush()
-                    next_flush = time.monotonic() + self.flush_seconds
-                elif not self._pending:
+                if not self._pending:
                     next_flush = now + self.flush_seconds
-                if self.backlog and (stopping or time.monotonic() >= self._next_retry):
-                    self._try_recover()
+                if self._job is None:
+                    if self.backlog:
+                        if (now >= self._next_retry and not stopping) or (stopping and not self._final_replay_tried):
+                            self._final_replay_tried = stopping
+                            self._submit_replay()
+                    elif self._pending and (self._pending_rows >= self.batch_size or now >= next_flush or stopping):
+                        self._submit_insert()
+                        next_flush = now + self.flush_seconds
+                if stopping and not self._q:
+                    if self._job is not None:
+                        try:
+                            self._job[1].result(60)
+                        except Exception:  # noqa: BLE001 - reaped on the next round
+                            pass
+                        continue
+                    if not self._pending or self.backlog:
+                        return
             except Exception:  # noqa: BLE001 - the writer thread must never die
                 log.exception("audit: writer loop error (rows stay in the WAL)")
+                if stopping:
+                    return
             with self._cv:
-                if not self._q and not self._pending and not self.backlog and not self._unsaved:
+                if not self._q and not self._pending and not self.backlog and not self._unsaved and self._job is None:
                     self._idle.set()
-            if stopping and not self._q:
-                return
+
+    def _wait_time(self, next_flush: float) -> float | None:
+        if self._job is not None:              # checked under the condition: the completion notify
+            return 0.0 if self._job[1].done() else 1.0   # cannot be missed (1 s cap as a safety net)
+        now = time.monotonic()
+        if self.backlog:
+            return max(0.0, self._next_retry - now)
+        return max(0.0, next_flush - now) if self._pending else None
+
+    def _notify(self, _fut: Future) -> None:
+        with self._cv:
+            self._cv.notify()
+
+    # -- jobs on the insert thread ---------------------------------------------------------------
+    def _submit_insert(self) -> None:
+        chunks, rows = self._pending, self._pending_rows
+        self._pending, self._pending_rows = [], 0
+        self.wal.seal()                        # every sealed segment now holds only these rows
+        segments = self.wal.segments()
+        fut = self._pool.submit(self._do_insert, b"".join(chunks), rows)
+        self._job = ("insert", fut, segments)
+        fut.add_done_callback(self._notify)
+
+    def _submit_replay(self) -> None:
+        self.wal.seal()
+        segments = self.wal.segments()
+        self._catching_up = True               # rows arriving during the replay are inserted after it
+        fut = self._pool.submit(self._do_replay, segments)
+        self._job = ("replay", fut, segments)
+        fut.add_done_callback(self._notify)
+
+    def _reap(self) -> None:
+        if self._job is None or not self._job[1].done():
+            return
+        kind, fut, segments = self._job
+        self._job = None
+        err = fut.exception()
+        if err is not None:
+            self._enter_backlog(err)
+            return
+        if kind == "insert":
+            for p in segments:
+                self.wal.remove(p)
+            m.WAL_SEGMENTS.set(0)
+        else:
+            self._left_backlog()
+        m.WAL_BYTES.set(self.wal.size_bytes())
+
+    def _do_insert(self, data: bytes, rows: int) -> None:
+        with self._client_lock:
+            client = self.client()
+        self._insert(client, data, rows)
+
+    def _do_replay(self, segments: list[Path]) -> None:
+        """Replay dead writers' slots, then ``segments`` (oldest first). Raises if ClickHouse fails."""
+        with self._client_lock:
+            client = self.client()
+        for d, fd in self.wal.orphans():        # segments of a dead writer that shared the WAL dir
+            try:
+                self._replay(client, sorted(d.glob("*.wal")))
+            finally:
+                Wal.release(fd)
+        self._replay(client, segments)
+        if segments:
+            log.info("audit: replayed %d WAL segment(s) into ClickHouse", len(segments))
 
     def _persist(self, items: list) -> None:
         rows = self._unsaved
@@ -219,7 +305,7 @@ class Writer:
                 log.error("audit: %d rows dropped: WAL unwritable and memory buffer full",
                           len(rows) - len(keep))
             self._unsaved = keep
-        if ok and not self.backlog and data:
+        if ok and (not self.backlog or self._catching_up) and data:
             self._pending.append(data)
             self._pending_rows += len(rows)
         for loop, futs in waiters.items():
@@ -236,28 +322,14 @@ class Writer:
         m.BATCH_ROWS.observe(rows)
         m.ROWS_WRITTEN.inc(rows)
 
-    def _flush(self) -> None:
-        chunks, rows = self._pending, self._pending_rows
-        self._pending, self._pending_rows = [], 0
-        try:
-            with self._client_lock:
-                client = self.client()
-            self._insert(client, b"".join(chunks), rows)
-        except Exception as e:  # noqa: BLE001 - any driver/network error: keep rows in the WAL
-            self._enter_backlog(e)
-            return
-        for p in self.wal.segments():
-            self.wal.remove(p)
-        m.WAL_BYTES.set(0)
-        m.WAL_SEGMENTS.set(0)
-
     def _enter_backlog(self, e: BaseException) -> None:
         m.INSERT_ERRORS.inc()
         self.last_error = f"{type(e).__name__}: {e}"
         if not self.backlog:
             log.error("audit: ClickHouse %s unreachable (%s); rows accumulate in the WAL and are replayed "
-                      "when it returns", redacted_dsn(self.dsn), str(e).splitlines()[0][:200])
+                      "when it returns", redacted_dsn(self.dsn), (str(e).splitlines() or [type(e).__name__])[0][:200])
         self.backlog = True
+        self._catching_up = False
         m.BACKLOG.set(1)
         self._pending, self._pending_rows = [], 0
         with self._client_lock:
@@ -270,31 +342,13 @@ class Writer:
         self._next_retry = time.monotonic() + self._retry_delay
         self._retry_delay = min(RETRY_MAX_SECONDS, self._retry_delay * 2)
 
-    def _try_recover(self) -> None:
-        """Replay every WAL segment (oldest first) into ClickHouse; leave backlog on success."""
-        try:
-            with self._client_lock:
-                client = self.client()
-            self.wal.seal()
-            segments = self.wal.segments()
-            for d, fd in self.wal.orphans():        # segments of a dead writer that shared the WAL dir
-                try:
-                    self._replay(client, sorted(d.glob("*.wal")))
-                finally:
-                    Wal.release(fd)
-            self._replay(client, segments)
-            if segments:
-                log.info("audit: replayed %d WAL segment(s) into ClickHouse", len(segments))
-        except Exception as e:  # noqa: BLE001
-            self._enter_backlog(e)
-            m.WAL_SEGMENTS.set(len(self.wal.segments()))
-            return
+    def _left_backlog(self) -> None:
         if self.backlog and self.last_error:
             log.warning("audit: ClickHouse reachable again; WAL backlog replayed")
         self.backlog = False
+        self._catching_up = False
         self._retry_delay = 0.5
         m.BACKLOG.set(0)
-        m.WAL_BYTES.set(0)
         m.WAL_SEGMENTS.set(0)
 
     def _replay(self, client: Any, segments: list[Path]) -> None:

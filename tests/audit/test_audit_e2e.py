@@ -171,23 +171,27 @@ def test_export_formats_tail_and_verify(al, tmp_path):
 
 
 def test_tail_follow_prints_new_rows(al):
+    import os
     import select
     proc = subprocess.Popen([sys.executable, "-m", "proxy.cli.main", "audit", "tail", "-f", "-n", "1", "--json",
                              "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=al.cli_env(), cwd=al.workdir)
+    fd = proc.stdout.fileno()
+    buf = bytearray()
+
+    def lines() -> list[dict]:
+        while select.select([fd], [], [], 0.2)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf.extend(chunk)
+        return [json.loads(x) for x in bytes(buf).splitlines() if x.strip()]
+
     try:
-        first = proc.stdout.readline()
-        assert json.loads(first)["kind"]
+        assert wait_until(lambda: lines(), 30, "the first tail line")[0]["kind"]
         chat(al, session="tail-me")
-        seen = []
-
-        def got():
-            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-            if ready:
-                seen.append(json.loads(proc.stdout.readline()))
-            return any(r.get("session") == "tail-me" and r["kind"] == "request" for r in seen)
-
-        wait_until(got, 30, "tail -f to print the new request")
+        wait_until(lambda: any(r.get("session") == "tail-me" and r["kind"] == "request" for r in lines()), 30,
+                   "tail -f to print the new request")
     finally:
         proc.terminate()
         proc.wait(10)

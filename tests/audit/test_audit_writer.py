@@ -265,3 +265,42 @@ async def test_two_writers_on_one_wal_dir_never_touch_each_others_segments(make_
     assert paths == ["/from-a", "/from-b"]
     assert not list((tmp_path / "wal").rglob("*.wal"))
     await c.close()
+
+
+async def test_a_hung_clickhouse_never_delays_durable_writes(make_sink):
+    """ClickHouse accepts connections but never answers: inserts hang on the insert thread while
+    WAL writes (what a client's answer waits for) go on."""
+    import socket
+    import threading as th
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    conns: list[socket.socket] = []
+    stop = th.Event()
+
+    def accept():
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conns.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    t = th.Thread(target=accept, daemon=True)
+    t.start()
+    s = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
+    await s.start()                                   # down at start: backlog
+    s.writer.dsn = f"http://127.0.0.1:{srv.getsockname()[1]}/default"
+    for i in range(5):
+        s.emit("request", path=f"/h/{i}")
+    wait_until(lambda: s.writer._job is not None and len(conns) > 0, 30, "a replay stuck on the hung server")
+    for i in range(20):
+        assert await s.write("request", path=f"/while-hung/{i}")
+    assert s.writer._job is not None and not s.writer._job[1].done()   # the insert was still hanging
+    stop.set()
+    for c in conns:
+        c.close()
+    srv.close()
+    await s.close()
+    rows = [r for p in sorted((s.wal_dir).glob("*.wal")) for r in Wal.read(p)]
+    assert {r["path"] for r in rows} >= {f"/while-hung/{i}" for i in range(20)}
