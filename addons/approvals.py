@@ -38,20 +38,24 @@ class Approvals:
     async def done(self) -> None:
         await self.gate.close()
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow):
+        """Sync for flows we don't govern (no coroutine per flow); a coroutine when we hold or answer."""
         if flow.response is not None:
-            return
+            return None
         call = flow.metadata.get(MCP_CALL)
         if call is None:
             route = flow.metadata.get(flowmeta.ROUTE)
             if route is not None and route.kind == "mcp" and flow.request.method == "POST":
                 self._mcp_other(flow)
                 if flow.metadata.get(_LIST) == "status":
-                    await self._status(flow)
-            return
+                    return self._status(flow)
+            return None
         decision = flow.metadata.get(flowmeta.DECISION)
         if decision is None or getattr(decision, "action", None) != "require_approval":
-            return
+            return None
+        return self._hold(flow, call, decision)
+
+    async def _hold(self, flow: http.HTTPFlow, call: dict, decision) -> None:
         try:
             await self.gate.hold(flow, call, decision)
         except Exception as e:                  # fail closed, whatever went wrong

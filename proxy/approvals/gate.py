@@ -115,6 +115,11 @@ class Gate:
         del req                                                 # keep held frames small (10,000 at once)
         fields.clear()
         self._track(flow, rid)
+        if flow.client_conn.timestamp_end is not None:          # gone before we could register the hold
+            self._untrack(flow, rid)
+            await self.service.cancel(rid, "client disconnected while held")
+            flow.metadata[flowmeta.OUTCOME] = "approval_client_gone"
+            return
         metrics.HELD.inc()
         try:
             state = await self.service.wait(rid, left)

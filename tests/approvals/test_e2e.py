@@ -225,7 +225,7 @@ async def test_client_disconnect_cancels(env):
                                                                           "arguments": {"env": "production"}}}
     headers = {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream",
                "content-type": "application/json"}
-    async with httpx.AsyncClient(timeout=1.0) as c:
+    async with httpx.AsyncClient(timeout=2.0) as c:
         with pytest.raises(httpx.ReadTimeout):
             await c.post(f"{a.gateway_url}/mcp/up", json=body, headers=headers)
     item = (await admin(a, "GET", "/v1/approvals?state=all&limit=5")).json()["approvals"][0]
