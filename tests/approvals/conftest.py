@@ -55,7 +55,7 @@ async def store(request):
         yield s
         await s.close()
     else:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + "/14"   # a db of our own: flushed per test
         import redis
         with redis.Redis.from_url(url) as r:
             r.flushdb()

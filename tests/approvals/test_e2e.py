@@ -70,7 +70,7 @@ async def admin(a: Airlock, method: str, path: str, body=None) -> httpx.Response
         return await c.request(method, a.admin_url + path, json=body, headers=a.admin_headers)
 
 
-async def pending_for(a: Airlock, tool: str, args: dict, timeout: float = 20) -> dict:
+async def pending_for(a: Airlock, tool: str, args: dict, timeout: float = 45) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for item in (await admin(a, "GET", "/v1/approvals")).json()["approvals"]:
