@@ -56,7 +56,7 @@ def airlock_config(upstream_url: str, policy_path: Path, extra: dict | None = No
             "gateway": {"min_output_tokens": 1}, **(extra or {})}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gw(replay_upstream, aimock, tmp_path_factory):
     work = tmp_path_factory.mktemp("gw")
     policy = work / "policy.yaml"
