@@ -83,6 +83,7 @@ class Writer:
         self._catching_up = False         # a replay runs: new rows are kept pending too
         self._job: tuple[str, Future, list[Path]] | None = None
         self._final_replay_tried = False
+        self._first_replay = threading.Event()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="airlock-audit-insert")
         self._retry_delay = 0.5
         self._idle = threading.Event()     # set when queue and pending are empty and nothing is in backlog
@@ -112,18 +113,14 @@ class Writer:
         return len(self._q)
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Connect, migrate and replay the WAL (best effort), then start the thread."""
-        self.wal.seal()
-        try:
-            self._do_replay(self.wal.segments())
-            self._left_backlog()
-        except Exception as e:  # noqa: BLE001 - ClickHouse down at start: rows go to the WAL
-            self._enter_backlog(e)
-        if not self.backlog:
-            self._idle.set()
+    def start(self, wait: float = 10.0) -> None:
+        """Start the threads; the first job connects, migrates and replays the WAL. Waits up to ``wait``
+        seconds for it, so a healthy ClickHouse is ready before traffic, a hung one delays nobody long."""
+        self.backlog = True
+        self._next_retry = 0.0
         self._thread = threading.Thread(target=self._run, name="airlock-audit-writer", daemon=True)
         self._thread.start()
+        self._first_replay.wait(wait)
 
     def stop(self, timeout: float = 30.0) -> None:
         with self._cv:
@@ -242,6 +239,7 @@ class Writer:
         err = fut.exception()
         if err is not None:
             self._enter_backlog(err)
+            self._first_replay.set()
             return
         if kind == "insert":
             for p in segments:
@@ -249,6 +247,7 @@ class Writer:
             m.WAL_SEGMENTS.set(0)
         else:
             self._left_backlog()
+            self._first_replay.set()
         m.WAL_BYTES.set(self.wal.size_bytes())
 
     def _do_insert(self, data: bytes, rows: int) -> None:
