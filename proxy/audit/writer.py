@@ -312,7 +312,12 @@ class Writer:
                 loop.call_soon_threadsafe(_resolve, futs, ok)
             except RuntimeError:   # the loop is closed: nobody is waiting any more
                 pass
-        m.WAL_BYTES.set(self.wal.current_size if not self.backlog else self.wal.size_bytes())
+        m.ACCEPTING.set(1 if self.accepting else 0)
+        if self.backlog:
+            m.WAL_BYTES.set(self.wal.size_bytes())
+            m.WAL_SEGMENTS.set(len(self.wal.segments()))
+        else:
+            m.WAL_BYTES.set(self.wal.current_size)
 
     def _insert(self, client: Any, data: bytes, rows: int) -> None:
         """One JSONEachRow insert of WAL lines (ClickHouse parses them; no Python-side re-encoding)."""

@@ -304,3 +304,12 @@ async def test_a_hung_clickhouse_never_delays_durable_writes(make_sink):
     await s.close()
     rows = [r for p in sorted((s.wal_dir).glob("*.wal")) for r in Wal.read(p)]
     assert {r["path"] for r in rows} >= {f"/while-hung/{i}" for i in range(20)}
+
+
+async def test_backlog_gauges(make_sink):
+    s = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
+    await s.start()
+    assert await s.write("request", path="/g")
+    assert m.BACKLOG._value.get() == 1 and m.ACCEPTING._value.get() == 1
+    assert m.WAL_BYTES._value.get() > 0 and m.WAL_SEGMENTS._value.get() >= 1
+    await s.close()
