@@ -1,7 +1,6 @@
 """The audit writer against real chDB: rows, redaction, WAL spill and replay, dedup, fail-closed."""
 from __future__ import annotations
 
-import asyncio
 import shutil
 
 import pytest
