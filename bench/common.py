@@ -121,9 +121,11 @@ def wrk(url: str, connections: int, seconds: float, body: bytes, token: str | No
         h["authorization"] = f"Bearer {token}"
     lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in h.items())
     (tmp / "post.lua").write_text(_WRK_LUA.format(body=tmp / "body.json", headers=lines))
+    # --timeout 30s: a slow target's latencies are measured, not counted as socket timeouts (wrk's default: 2 s)
     out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency",
+                                 "--timeout", "30s",
                                  "-s", str(tmp / "post.lua"), url], LOAD_CPU),
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
+                         capture_output=True, text=True, timeout=seconds + 90).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))

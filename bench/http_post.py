@@ -14,7 +14,7 @@ from .common import median, openai_upstream, wrk
 
 BODY = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 900}]})
 PATH = "/v1/chat/completions"
-RATES = [250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000]
+RATES = [100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000]
 
 
 def closed_loop(url: str, headers: dict, seconds: float, runs_c1: int, runs_c50: int) -> dict:
@@ -27,16 +27,16 @@ def closed_loop(url: str, headers: dict, seconds: float, runs_c1: int, runs_c50:
             "errors": sum(r.errors for r in c1 + c50)}
 
 
-def open_loop(url: str, headers: dict, seconds: float, rates: list[int]) -> dict:
+def open_loop(url: str, headers: dict, seconds: float, rates: list[int], step_seconds: float) -> dict:
     at250 = openloop.run(url, 250, seconds, 50, BODY, headers)
-    sus = openloop.sustained(url, rates, seconds, 20.0, 50, BODY, headers)
-    return {"ol250_p50_ms": at250["p50_ms"], "ol250_p99_ms": at250["p99_ms"], "ol250_errors": at250["errors"],
+    sus = openloop.sustained(url, rates, step_seconds, 20.0, 50, BODY, headers)
+    return {"ol_seconds": seconds, "ol250_p50_ms": at250["p50_ms"], "ol250_p99_ms": at250["p99_ms"], "ol250_errors": at250["errors"],
             "sustained_rps": sus["sustained_rps"], "sustained_capped": sus["capped"],
             "sustained_steps": [(s["rate"], s["p99_ms"], s["errors"]) for s in sus["steps"]]}
 
 
 def run(catalogue: dict, seconds: float = 5, runs_c1: int = 2, runs_c50: int = 3, ol_seconds: float = 5,
-        rates: list[int] | None = None, open_loop_skip: tuple[str, ...] = ("airlock -O, addons:",),
+        rates: list[int] | None = None, step_seconds: float | None = None, open_loop_skip: tuple[str, ...] = ("airlock -O, addons:",),
         log=lambda m: print(m, file=sys.stderr)) -> dict:
     """``catalogue``: {name: factory(upstream_url) -> context manager of a Target} (targets.catalogue()).
     Targets whose name starts with one of ``open_loop_skip`` get the closed-loop figures only."""
@@ -50,7 +50,7 @@ def run(catalogue: dict, seconds: float = 5, runs_c1: int = 2, runs_c50: int = 3
                     url = t.url + PATH
                     r = closed_loop(url, t.headers, seconds, runs_c1, runs_c50)
                     if not name.startswith(open_loop_skip):
-                        r.update(open_loop(url, t.headers, ol_seconds, rates or RATES))
+                        r.update(open_loop(url, t.headers, ol_seconds, rates or RATES, step_seconds or ol_seconds))
                     r["rss_mb"] = t.rss_mb()
                     out[name] = r
             except Exception as e:  # noqa: BLE001 - one target failing must not lose the others' figures
@@ -67,7 +67,7 @@ def table(res: dict) -> str:
     d = res.get("direct", {})
     b = res.get("bare mitmproxy", {})
     rows = ["| target | c50 req/s | vs bare | vs direct | c50 p50 / p99 ms | c1 req/s | added c1 p50 / p99 ms "
-            "| added p50 / p99 at 250 req/s (open loop) | sustained req/s at p99 < 20 ms | RSS MB | errors |",
+            "| added p50 / p99 at 250 req/s (open loop) | sustained req/s at p99 < 20 ms | RSS MB | errors (wrk) |",
             "|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|"]
     for name, r in res.items():
         if "failed" in r:
@@ -80,10 +80,12 @@ def table(res: dict) -> str:
         else:
             added = f"{r['c1_p50_ms'] - d['c1_p50_ms']:+.2f} / {r['c1_p99_ms'] - d['c1_p99_ms']:+.2f}"
             ol = "—" if r.get("ol250_p50_ms") is None or d.get("ol250_p50_ms") is None else \
-                f"{r['ol250_p50_ms'] - d['ol250_p50_ms']:+.2f} / {r['ol250_p99_ms'] - d['ol250_p99_ms']:+.2f}"
-        sus = "—" if r.get("sustained_rps") is None else \
+                f"{r['ol250_p50_ms'] - d['ol250_p50_ms']:+.2f} / {r['ol250_p99_ms'] - d['ol250_p99_ms']:+.2f}" + \
+                (f" ({r['ol250_errors']} of {int(250 * r.get('ol_seconds', 0)) or '?'} unanswered/failed)"
+                 if r.get("ol250_errors") else "")
+        sus = "—" if "sustained_rps" not in r else f"< {RATES[0]}" if r["sustained_rps"] is None else \
             f"{'≥ ' if r['sustained_capped'] else ''}{r['sustained_rps']}"
         rows.append(f"| {name} | {r['c50_rps']:.0f} | {vs_b} | {vs_d} | {r['c50_p50_ms']:.2f} / {r['c50_p99_ms']:.2f} "
                     f"| {r['c1_rps']:.0f} | {added} | {ol} | {sus} | {_f(r['rss_mb'], '.0f')} | "
-                    f"{r['errors'] + r.get('ol250_errors', 0)} |")
+                    f"{r['errors']} |")
     return "\n".join(rows)

@@ -26,7 +26,7 @@ from . import report
 from .common import LOAD_CPU, ROOT, loadavg
 
 SCENARIOS = ["http_post", "sse", "sse_metering", "mcp_calls", "policy_decide", "audit_ingest", "approvals_hold",
-             "workers", "rss", "profile"]
+             "workers", "profile", "rss"]
 
 
 def _log(msg: str) -> None:
@@ -67,7 +67,8 @@ def scenario(name: str, smoke: bool, peers: dict) -> dict:
             first = next(iter(targets.ADDON_GROUPS.items()))
             cat[f"airlock -O, addons: {first[0]}"] = lambda u: targets.gateway(u, True, addons=first[1])
             return http_post.run(cat, seconds=1, runs_c1=1, runs_c50=1, ol_seconds=1, rates=[100], log=_log)
-        return http_post.run(targets.catalogue(peers=peers), log=_log)
+        return http_post.run(targets.catalogue(peers=peers), seconds=4, runs_c1=2, runs_c50=3, ol_seconds=5,
+                             step_seconds=3, log=_log)
     if name == "sse":
         from . import sse
         sse_peers = {k: v for k, v in peers.items() if not k.startswith("Portkey")}
@@ -80,7 +81,7 @@ def scenario(name: str, smoke: bool, peers: dict) -> dict:
         return sse_metering.run()
     if name == "mcp_calls":
         from . import mcp_calls
-        return mcp_calls.run(1, 1, 1, optimize=True) if smoke else mcp_calls.run(5, 2, 3, optimize=True)
+        return mcp_calls.run(1, 1, 1, optimize=True) if smoke else mcp_calls.run(4, 2, 3, optimize=True)
     if name == "policy_decide":
         return _policy_decide(2000 if smoke else 20000)
     if name == "audit_ingest":
@@ -94,7 +95,8 @@ def scenario(name: str, smoke: bool, peers: dict) -> dict:
         return workers.run(2, seconds=1, runs=1, log=_log) if smoke else workers.run(2, log=_log)
     if name == "rss":
         from . import rss
-        return rss.run(10_000, slice_s=2, max_seconds=12) if smoke else rss.run(1_000_000)
+        # 1M requests take ~12-14 min at ~1.3k req/s; capped at 15 min of load so one run fits its slot
+        return rss.run(10_000, slice_s=2, max_seconds=12) if smoke else rss.run(1_000_000, max_seconds=900)
     if name == "profile":
         from . import profile
         return profile.run(2 if smoke else 20, optimize=True)
@@ -111,6 +113,17 @@ def versions(peer_skips: dict) -> dict:
         m["airlock_commit"] = "?"
     m["peers_skipped"] = peer_skips
     return m
+
+
+def _write(out: Path, store: Path, meta: dict, meta_path: Path, failed: list, done: bool) -> None:
+    meta["load_after"] = loadavg()
+    meta["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + \
+        ("" if done else " (still running)")
+    meta_path.write_text(json.dumps(meta, indent=1))
+    results = {p.stem: json.loads(p.read_text()) for p in store.glob("*.json") if not p.stem.startswith("_")}
+    keep = out.read_text() if out.exists() else ""
+    out.write_text(report.render(meta, results, SCENARIOS, keep))
+    (store / "_index.json").write_text(json.dumps({"output": str(out), "failed": failed}))
 
 
 def main() -> int:
@@ -141,7 +154,8 @@ def main() -> int:
                  f" (python{' -O' if sys.flags.optimize else ''} -m bench.run {' '.join(sys.argv[1:])})".rstrip(),
                  "machine": versions(peer_skips), "load_before": loadavg(),
                  "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
-    failed = []
+    failed: list[str] = []
+    out = Path(args.output) if args.output else (store / "RESULTS.md" if args.smoke else ROOT / "bench" / "RESULTS.md")
     for name in only:
         _log(f"scenario {name} (load average {loadavg()})")
         t0 = time.monotonic()
@@ -154,14 +168,8 @@ def main() -> int:
             failed.append(name)
         (store / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str))
         _log(f"scenario {name} done in {doc['seconds']} s")
-    meta["load_after"] = loadavg()
-    meta["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    meta_path.write_text(json.dumps(meta, indent=1))
-    results = {p.stem: json.loads(p.read_text()) for p in store.glob("*.json") if not p.stem.startswith("_")}
-    out = Path(args.output) if args.output else (store / "RESULTS.md" if args.smoke else ROOT / "bench" / "RESULTS.md")
-    keep = out.read_text() if out.exists() else ""
-    out.write_text(report.render(meta, results, SCENARIOS, keep))
-    (store / "_index.json").write_text(json.dumps({"output": str(out), "failed": failed}))
+        _write(out, store, meta, meta_path, failed, done=False)         # after each scenario: nothing is lost
+    _write(out, store, meta, meta_path, failed, done=True)
     _log(f"written to {out}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     print(out)
     return 1 if failed else 0

@@ -140,8 +140,8 @@ def run(sizes: dict | None = None, optimize: bool = False, peers: dict | None = 
             out["airlock gateway"] = measure(al.url + path, {"authorization": f"Bearer {token}"}, al.proc.pid,
                                              sizes)
         for name, factory in (peers or {}).items():
-            with factory(up_url) as (p, headers):
-                out[name] = measure(p.url + path, headers, p.proc.pid, sizes)
+            with factory(up_url) as t:
+                out[name] = measure(t.url + path, t.headers, t.pid, sizes)
     return out
 
 
@@ -151,12 +151,14 @@ def table(res: dict) -> str:
     def add(r, k):
         return "—" if r is d or r[k] is None or d[k] is None else f"{r[k] - d[k]:+.2f}"
 
+    bare = (res.get("bare mitmproxy") or {}).get("events_per_cpu_s")
     rows = ["| target | TTFT p50 / p99 ms | added TTFT p50 / p99 | events/s (wall) | events per proxy CPU-s "
-            "| per-event p50 / p99 ms | added per-event p99 | concurrent streams ok | errors |",
-            "|---|---|---|---:|---:|---|---|---|---:|"]
+            "| vs bare | per-event p50 / p99 ms | added per-event p99 | concurrent streams ok | errors |",
+            "|---|---|---|---:|---:|---:|---|---|---|---:|"]
     for name, r in res.items():
+        vs = f"{100 * r['events_per_cpu_s'] / bare:.0f}%" if bare and r["events_per_cpu_s"] else "—"
         rows.append(f"| {name} | {r['ttft_p50_ms']} / {r['ttft_p99_ms']} | {add(r, 'ttft_p50_ms')} / "
-                    f"{add(r, 'ttft_p99_ms')} | {r['events_per_s']} | {r['events_per_cpu_s'] or '—'} | "
+                    f"{add(r, 'ttft_p99_ms')} | {r['events_per_s']} | {r['events_per_cpu_s'] or '—'} | {vs} | "
                     f"{r['event_p50_ms']} / {r['event_p99_ms']} | {add(r, 'event_p99_ms')} | "
                     f"{r['concurrent_ok']}/{r['concurrent']} | {r['errors']} |")
     return "\n".join(rows)
