@@ -88,10 +88,11 @@ class AuditSink:
         return self.writer.wait_idle(timeout)
 
     # -- reading -------------------------------------------------------------------------
-    def query(self, sql: str, params: dict | None = None, readonly: bool = True) -> list[dict]:
+    def query(self, sql: str, params: dict | None = None, readonly: bool = True,
+              settings: dict | None = None) -> list[dict]:
         """Run a query (read-only unless told otherwise) and return rows as dicts. Blocking."""
         w = self.writer
-        settings = {"readonly": 2} if readonly else None
+        settings = {**({"readonly": 2} if readonly else {}), **(settings or {})} or None
         with w.client_lock:
             res = w.client().query(sql, parameters=params or None, settings=settings)
         cols = res.column_names

@@ -74,7 +74,8 @@ def _range_where(frm: int | None, to: int | None) -> tuple[str, dict[str, Any]]:
 
 def run_query(sink: Any, sql: str, params: dict | None = None, limit: int = 10_000) -> dict[str, Any]:
     body = check_read_only(sql)
-    rows = sink.query(body, params)
+    # ClickHouse stops reading after limit + 1 rows: a careless SELECT * cannot exhaust memory
+    rows = sink.query(body, params, settings={"max_result_rows": limit + 1, "result_overflow_mode": "break"})
     truncated = len(rows) > limit
     return {"rows": rows[:limit], "count": min(len(rows), limit), "truncated": truncated}
 

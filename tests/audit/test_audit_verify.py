@@ -142,3 +142,12 @@ async def test_paged_export_verify_tail_and_sessions(make_sink, monkeypatch):
     assert sessions.list(since_us=q.parse_time("2999-01-01T00:00:00Z")) == []
     assert sessions.list(account="nobody") == []
     await s.close()
+
+
+async def test_query_limit_is_enforced_by_clickhouse(make_sink):
+    from proxy.audit.query import run_query
+    s = await _filled(make_sink, n=30)
+    out = run_query(s, "SELECT * FROM events", limit=10)
+    assert out["count"] == 10 and out["truncated"] is True
+    assert run_query(s, "SELECT count() AS n FROM events")["rows"] == [{"n": 31}]
+    await s.close()
