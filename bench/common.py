@@ -59,13 +59,15 @@ class Proc:
 
     def __enter__(self) -> "Proc":
         self.log = Path(tempfile.mkstemp(prefix="bench-", suffix=".log")[1])
-        self.proc = subprocess.Popen(pinned(self.cmd, self.cpu), env={**os.environ, **self.env}, cwd=self.cwd,
-                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(pinned(self.cmd, self.cpu), env={**os.environ, **self.env}, cwd=self.cwd,
+                                         stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_port(self.port, timeout=self.start_timeout, proc=self.proc)
         except Exception:
+            tail = self.log.read_text(errors="replace")[-3000:]
             self.__exit__()
-            raise RuntimeError(f"{self.cmd[:3]} did not start:\n{self.log.read_text()[-3000:]}") from None
+            raise RuntimeError(f"{self.cmd[:3]} did not start:\n{tail}") from None
         return self
 
     def rss_mb(self) -> float:
@@ -84,6 +86,9 @@ class Proc:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
+        if self.log and not (exc and exc[0]):        # keep the log only when something went wrong
+            self.log.unlink(missing_ok=True)
 
 
 _WRK_LUA = """

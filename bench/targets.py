@@ -62,12 +62,14 @@ def airlock(upstream_url: str, optimize: bool = False, extra: dict | None = None
                                                      "BENCH_UPSTREAM_KEY": "sk-bench-upstream"}) as p:
             h = {"authorization": f"Bearer {token}"}
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+            while True:
                 try:
                     if httpx.get(f"http://127.0.0.1:{admin}/readyz", headers=h).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
+                if time.monotonic() > deadline or p.proc.poll() is not None:
+                    raise RuntimeError(f"Airlock did not get ready:\n{p.log.read_text()[-2000:]}")
                 time.sleep(0.1)
             r = httpx.post(f"http://127.0.0.1:{admin}/v1/keys", json={"account": "bench", "agent": "wrk"}, headers=h)
             r.raise_for_status()
