@@ -97,7 +97,8 @@ class Writer:
                 reason = "stopped" if self._stopping else "queue_full"
             else:
                 self._q.append((kind, fields, ts, waiter))
-                self._idle.clear()
+                if self._idle.is_set():       # both sides change it under the condition: no race
+                    self._idle.clear()
                 if len(self._q) == 1:
                     self._cv.notify()
                 return True
