@@ -159,6 +159,9 @@ def test_export_formats_tail_and_verify(al, tmp_path):
     tail = [json.loads(x) for x in cli(al, "audit", "tail", "-n", "3", "--json").stdout.splitlines()]
     assert len(tail) == 3
     assert tail == [json.loads(x) for x in lines[-3:]] or tail[-1]["ts"] >= json.loads(lines[-1])["ts"]
+    status = json.loads(cli(al, "audit", "status", "--json").stdout)
+    assert status["backlog"] is False and status["accepting"] is True and status["writer_alive"] is True
+    assert status["dsn"].startswith("chdb://") and status["stream"]
     verify = json.loads(cli(al, "audit", "verify", "--json").stdout)
     assert verify["ok"] and verify["rows"] >= n
     from prometheus_client.parser import text_string_to_metric_families
