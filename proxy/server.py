@@ -21,7 +21,7 @@ from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyser
 from mitmproxy.master import Master
 
 from . import mitm_patches
-from .config import Config, split_hostport
+from .config import Config, ConfigError, split_hostport
 from .runtime import Runtime
 from .store import open_store
 
@@ -144,14 +144,25 @@ class StartupError(Exception):
     """A clear reason why Airlock cannot start (exit code 2)."""
 
 
-class _Started:
-    """Last in the chain: its ``running`` hook fires once every listener is up."""
+class _Lifecycle:
+    """Last in the chain: says when every listener is up, and counts requests in flight
+    (from request headers to the end of the response or an error) for the drain."""
 
     def __init__(self, airlock: "Airlock"):
         self.airlock = airlock
+        self.in_flight: set[str] = set()
 
     def running(self) -> None:
         self.airlock.started()
+
+    def requestheaders(self, flow) -> None:
+        self.in_flight.add(flow.id)
+
+    def response(self, flow) -> None:
+        self.in_flight.discard(flow.id)
+
+    def error(self, flow) -> None:
+        self.in_flight.discard(flow.id)
 
 
 class Airlock:
@@ -182,9 +193,10 @@ class Airlock:
         ensure_ca(cfg)
         opts = options.Options()
         self.master = m = Master(opts)
+        self.lifecycle = _Lifecycle(self)
         m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
                      disable_h2c.DisableH2C(), update_alt_svc.UpdateAltSvc(),
-                     errorcheck.ErrorCheck(repeat_errors_on_stderr=True), *load_addons(rt), _Started(self))
+                     errorcheck.ErrorCheck(repeat_errors_on_stderr=True), *load_addons(rt), self.lifecycle)
         opts.update(
             mode=modes(cfg, self.sidecar),
             confdir=str(ca_dir(cfg)),
@@ -192,7 +204,7 @@ class Airlock:
             tcp_timeout=int(max(cfg.upstream_timeout, 3600)),
             body_size_limit=str(cfg.max_body_bytes),
             ssl_insecure=cfg.ssl_insecure,
-            stream_large_bodies="1m",
+            stream_large_bodies=str(cfg.max_body_bytes),   # governed bodies are always seen whole
         )
         from .admin.app import start_admin
         self.admin_runner = await start_admin(self, cfg)
@@ -247,10 +259,14 @@ class Airlock:
                 m.options.update(server=False)       # close listeners; live connections go on
             except Exception:
                 log.exception("closing listeners")
-            ps = m.addons.get("proxyserver")
+            # wait for requests and streams in flight; idle keep-alive connections are simply closed
             deadline = time.monotonic() + self.cfg.drain_seconds
-            while ps.active_connections() and time.monotonic() < deadline:
+            while self.lifecycle.in_flight and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+            if self.lifecycle.in_flight:
+                log.warning("drain: %d requests still in flight after %ss; closing them",
+                            len(self.lifecycle.in_flight), self.cfg.drain_seconds)
+            await asyncio.sleep(0.1)             # let the last response bytes reach their sockets
         for t in self._tasks:
             t.cancel()
         await self._close_runtime()
@@ -284,7 +300,7 @@ def serve(cfg: Config, sidecar: bool = False, workers: int = 1) -> int:
     app = Airlock(cfg, sidecar=sidecar, workers=workers)
     try:
         uvloop.run(app.run())
-    except StartupError as e:
+    except (StartupError, ConfigError) as e:
         print(f"airlock: {e}", file=sys.stderr)
         return 2
     return getattr(app, "exit_code", 0)

@@ -10,7 +10,7 @@ import typer
 
 from .common import state
 
-GROUPS = ["run", "keys", "ca", "policy", "mcp", "approvals", "sessions", "audit", "db", "agents", "env",
+GROUPS = ["run", "keys", "ca", "policy", "mcp", "approvals", "budgets", "sessions", "audit", "db", "agents", "env",
           "sidecar", "hook"]
 
 app = typer.Typer(name="airlock", no_args_is_help=True, add_completion=False,
