@@ -64,3 +64,41 @@ def test_sigkill_under_load_loses_no_acknowledged_row(tmp_path, aimock):
         assert v["problem_count"] == 0 and v["streams"] >= 2, v
     finally:
         b.stop()
+
+
+def test_proxy_with_clickhouse_down_serves_and_spills_then_replays(tmp_path, aimock):
+    """ClickHouse unreachable: calls still succeed, their rows wait in the WAL; the next start with a
+    reachable ClickHouse (chDB here: no server binary is available) replays them exactly once."""
+    from tests.harness import free_port
+    env = {"TEST_OPENAI_KEY": "sk-test-provider-key-000000", "AIRLOCK_ADMIN_TOKEN": "adm_spill_test_token"}
+    providers = {"openai": {"base_url": aimock.url + "/v1", "api_key_env": "TEST_OPENAI_KEY"}}
+    down = Airlock({"providers": providers, "audit": {"clickhouse": f"http://127.0.0.1:{free_port()}/default",
+                                                      "wal_dir": "var/wal"}},
+                   env=env, workdir=tmp_path / "w").start()
+    token = down.mint("acme")
+    try:
+        for i in range(10):
+            r = httpx.post(f"{down.gateway_url}/openai/v1/chat/completions", timeout=30,
+                           json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+                           headers={"authorization": f"Bearer {token}", "x-airlock-session": f"spill-{i}"})
+            assert r.status_code == 200
+        status = down.admin("GET", "/v1/audit/status").json()
+        assert status["backlog"] is True and status["accepting"] is True and status["wal_bytes"] > 0
+        q = down.admin("POST", "/v1/audit/query", {"sql": "SELECT 1"})
+        assert q.status_code == 503 and "audit query failed" in q.json()["error"]["message"]
+    finally:
+        down.stop()
+    cfg = dict(down.config, audit={"clickhouse": "chdb://./var/audit", "wal_dir": "var/wal"})
+    up = Airlock(cfg, env=env, workdir=down.workdir).start()
+    try:
+        def sessions():
+            r = up.admin("POST", "/v1/audit/query", {"sql": "SELECT session, count() AS n FROM events "
+                                                            "WHERE kind = 'request' AND session LIKE 'spill-%' "
+                                                            "GROUP BY session"})
+            return {x["session"]: x["n"] for x in r.json()["rows"]} if r.status_code == 200 else {}
+
+        seen = wait_until(lambda: (lambda s: s if len(s) == 10 else None)(sessions()), 60, "the spilled rows")
+        assert set(seen.values()) == {1}
+        assert up.admin("GET", "/v1/audit/verify").json()["ok"]
+    finally:
+        up.stop()
