@@ -19,10 +19,9 @@ from proxy import errors, flowmeta
 from proxy.identity import Keys, TokenError
 from proxy.metrics import REFUSED
 from proxy.runtime import Runtime
+from proxy.sessions import from_headers
 
 log = logging.getLogger(__name__)
-SESSION_HEADERS = ("x-airlock-session", "mcp-session-id", "x-session-id", "x-claude-code-session-id",
-                   "x-codex-session-id")
 
 
 def proxy_credential(value: str) -> str | None:
@@ -79,12 +78,8 @@ class Identity:
         if route is None or flow.response is not None:
             return
         try:
-            session = None
-            for name in SESSION_HEADERS:
-                if v := flow.request.headers.get(name):
-                    session = v[:200]
-                    break
-            ident = await self.keys.verify(self._token(flow), session)
+            # a session named by the client's headers, else one per token ("tok:<id>")
+            ident = await self.keys.verify(self._token(flow), from_headers(flow.request.headers))
             sessions = self.rt.services.get("sessions")
             if sessions is not None and ident.session and await sessions.is_ended(ident.session):
                 raise TokenError(f"session {ident.session} was ended by an administrator")

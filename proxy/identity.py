@@ -121,7 +121,7 @@ class Keys:
         hit = self._cache.get(digest)
         if hit and hit[0] > now and (hit[1].expires_at or 0) > now:
             ident = hit[1]
-            return ident if session is None or ident.session == session else _with_session(ident, session)
+            return ident if session is None else _with_session(ident, session)
         m = _TOKEN.match(token)
         if not m:
             raise TokenError("unknown gateway token: mint one with 'airlock keys mint'")
@@ -133,7 +133,7 @@ class Keys:
             raise TokenError("gateway token revoked: mint a new one with 'airlock keys mint'")
         if rec.expires_at <= now:
             raise TokenError("gateway token expired: mint a new one with 'airlock keys mint'")
-        ident = Identity(rec.id, rec.account, rec.flow, rec.subject, rec.agent, None, rec.expires_at)
+        ident = Identity(rec.id, rec.account, rec.flow, rec.subject, rec.agent, f"tok:{rec.id}", rec.expires_at)
         if len(self._cache) > 10000:
             self._cache.clear()
         self._cache[digest] = (now + CACHE_SECONDS, ident)

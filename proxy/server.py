@@ -71,6 +71,9 @@ def build_runtime(cfg: Config) -> Runtime:
     audit_mod = _optional("proxy.audit")
     audit = audit_mod.open_audit(cfg) if audit_mod and hasattr(audit_mod, "open_audit") else NullAudit()
     rt = Runtime(config=cfg, store=store, audit=audit)
+    sessions_mod = _optional("proxy.sessions")
+    if sessions_mod is not None:
+        sessions_mod.service(rt)            # ended-session checks for the identity addon
     policy_mod = _optional("proxy.policy")
     if policy_mod is not None and hasattr(policy_mod, "PolicyHolder"):
         paths = [str(cfg.path(p)) for p in cfg.policies]
