@@ -21,6 +21,7 @@ from proxy.runtime import Runtime
 
 log = logging.getLogger("airlock.approvals")
 _LIST = "airlock.approval_list"        # flow.metadata: this tools/list gets the status tool
+_DONE = "airlock.approval_done"        # flow.metadata: the outcome of the held call is recorded
 
 
 class Approvals:
@@ -90,6 +91,9 @@ class Approvals:
         if flow.metadata.get(RELAYED):
             flow.response.stream = True          # the keep-alive responder's SSE, event by event
             return
+        if flow.metadata.get(HELD) is not None:  # the upstream answered the approved call: record it now
+            self._finished(flow, f"forwarded: HTTP {flow.response.status_code}")   # (a stream may end in error())
+            return
         if flow.metadata.get(_LIST) != "list" or flow.response is None:
             return
         if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -99,7 +103,7 @@ class Approvals:
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(HELD) is not None:
-            self.gate.finished(flow, f"forwarded: HTTP {flow.response.status_code}")
+            self._finished(flow, f"forwarded: HTTP {flow.response.status_code}")
             return
         if flow.metadata.get(_LIST) != "list" or flow.response.stream:
             return
@@ -115,7 +119,12 @@ class Approvals:
 
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(HELD) is not None:
-            self.gate.finished(flow, f"error: {flow.error.msg if flow.error else 'unknown'}"[:200])
+            self._finished(flow, f"error: {flow.error.msg if flow.error else 'unknown'}"[:200])
+
+    def _finished(self, flow: http.HTTPFlow, outcome: str) -> None:
+        if not flow.metadata.get(_DONE):             # once per flow
+            flow.metadata[_DONE] = True
+            self.gate.finished(flow, outcome)
 
     def client_disconnected(self, client: connection.Client) -> None:
         if self.gate.by_client:

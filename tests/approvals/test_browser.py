@@ -20,11 +20,13 @@ if not (shutil.which("chromium") and shutil.which("chromedriver")):
     pytest.skip("needs Debian chromium + chromium-driver (make setup installs them)", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 SECRET = "hook-secret-for-tests"
+IGNORED = (StaleElementReferenceException, NoSuchElementException)     # the page re-renders while we look
 
 
 class Hooks:
@@ -95,7 +97,7 @@ def browser():
 
 def approve_in_page(drv, a: Airlock, rid: str, comment: str) -> str:
     drv.get(a.admin_url + "/approvals")
-    wait = WebDriverWait(drv, 20)
+    wait = WebDriverWait(drv, 20, ignored_exceptions=IGNORED)
     token = drv.find_element(By.ID, "token")
     token.clear()
     token.send_keys(a.admin_token)
@@ -103,12 +105,19 @@ def approve_in_page(drv, a: Airlock, rid: str, comment: str) -> str:
     who.clear()
     who.send_keys("alice@example.com")
     drv.find_element(By.ID, "save").click()
-    card = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'article[data-id="{rid}"]')))
-    assert "page me" in card.text and "dev@example.com" in card.text
+    selector = (By.CSS_SELECTOR, f'article[data-id="{rid}"]')
+    for attempt in range(5):               # the list refreshes every 3 s: look the card up again if it was replaced
+        try:
+            card = wait.until(EC.presence_of_element_located(selector))
+            assert "page me" in card.text and "dev@example.com" in card.text
+            card.find_element(By.CSS_SELECTOR, "textarea.comment").send_keys(comment)   # focused: no refresh
+            card.find_element(By.CSS_SELECTOR, "button.approve").click()
+            break
+        except StaleElementReferenceException:
+            if attempt == 4:
+                raise
     overflow = drv.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, "the page must fit a phone screen"
-    card.find_element(By.CSS_SELECTOR, "textarea.comment").send_keys(comment)
-    card.find_element(By.CSS_SELECTOR, "button.approve").click()
     wait.until(lambda d: "approved" in d.find_element(By.ID, "msg").text)
     return drv.find_element(By.ID, "msg").text
 
@@ -135,7 +144,8 @@ def open_link(drv, url: str) -> str:
 def confirm(drv, comment: str) -> str:
     drv.find_element(By.NAME, "comment").send_keys(comment)
     drv.find_element(By.CSS_SELECTOR, "form button").click()
-    WebDriverWait(drv, 20).until(lambda d: d.find_element(By.TAG_NAME, "h1").text != "Approve this call?")
+    WebDriverWait(drv, 20, ignored_exceptions=IGNORED).until(
+        lambda d: d.find_element(By.TAG_NAME, "h1").text != "Approve this call?")
     return drv.find_element(By.TAG_NAME, "body").text
 
 
