@@ -13,7 +13,6 @@ import orjson
 from mitmproxy import connection, http
 
 from proxy import flowmeta
-from proxy.config import ConfigError
 from proxy.approvals import replies
 from proxy.approvals.gate import HELD, MCP_CALL, RELAYED, Gate
 from proxy.mcp import sse
@@ -27,10 +26,7 @@ _DONE = "airlock.approval_done"        # flow.metadata: the outcome of the held 
 class Approvals:
     def __init__(self, rt: Runtime):
         self.rt = rt
-        try:
-            self.gate = Gate(rt)
-        except ConfigError as e:                # a bad approvals: section stops start-up, without a traceback
-            raise SystemExit(f"airlock: {e}") from None
+        self.gate = Gate(rt)                    # a bad approvals: section raises ConfigError: start-up stops (exit 2)
         rt.services["approvals"] = self.gate
 
     async def running(self) -> None:
