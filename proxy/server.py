@@ -21,6 +21,7 @@ from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyser
 from mitmproxy.master import Master
 
 from . import mitm_patches
+from .chain import AddonChain
 from .config import Config, ConfigError, split_hostport
 from .runtime import Runtime
 from .store import open_store
@@ -199,7 +200,8 @@ class Airlock:
         self.lifecycle = _Lifecycle(self)
         m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
                      disable_h2c.DisableH2C(), update_alt_svc.UpdateAltSvc(),
-                     errorcheck.ErrorCheck(repeat_errors_on_stderr=True), *load_addons(rt), self.lifecycle)
+                     errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
+                     AddonChain([*load_addons(rt), self.lifecycle]))
         opts.update(
             mode=modes(cfg, self.sidecar),
             confdir=str(ca_dir(cfg)),

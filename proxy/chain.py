@@ -1,0 +1,95 @@
+"""Airlock's addons presented to mitmproxy as ONE addon.
+
+mitmproxy dispatches every event to every addon: it walks the chain, looks each
+hook up with ``getattr`` and wraps each call in a context manager. With nine
+addons that bookkeeping cost more than the addons' own work. ``AddonChain``
+precomputes, per hook, the list of children that implement it and calls them in
+order, in one dispatch.
+
+It is also the one place where Airlock fails closed: mitmproxy logs an exception
+raised by a hook and then forwards the request. Here an exception in a request
+phase hook of a governed flow answers the caller with an error instead, so a bug
+can never let an undecided call through.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mitmproxy import hooks
+
+from . import errors, flowmeta
+from .metrics import REFUSED
+
+log = logging.getLogger("airlock.chain")
+# hooks before the request leaves for the upstream: a failure there must deny a governed flow
+_REQUEST_PHASE = {"requestheaders", "request", "http_connect"}
+
+
+def _hook_names() -> list[str]:
+    # importing these registers every hook class in hooks.all_hooks
+    import mitmproxy.addonmanager  # noqa: F401
+    import mitmproxy.log  # noqa: F401
+    import mitmproxy.proxy.layers  # noqa: F401
+    import mitmproxy.proxy.layers.http  # noqa: F401
+    import mitmproxy.proxy.server_hooks  # noqa: F401
+    return sorted(hooks.all_hooks)
+
+
+class AddonChain:
+    def __init__(self, children: list[Any]):
+        self._children = list(children)          # not ``addons``: mitmproxy would traverse it again
+        for name in _hook_names():
+            impls = [(type(c).__name__, getattr(c, name)) for c in self._children
+                     if callable(getattr(c, name, None))]
+            if impls:
+                setattr(self, name, self._dispatcher(name, impls))
+
+    def _dispatcher(self, name: str, impls: list[tuple[str, Callable]]) -> Callable:
+        guard = _fail_closed if name in _REQUEST_PHASE else _log_only
+        if any(inspect.iscoroutinefunction(f) for _, f in impls):
+            async def dispatch(*args):
+                for owner, func in impls:
+                    try:
+                        res = func(*args)
+                        if res is not None and inspect.isawaitable(res):
+                            await res
+                    except Exception as e:  # noqa: BLE001 - one addon's bug must not let a call through
+                        if guard(name, owner, e, args):
+                            return
+        else:
+            def dispatch(*args):
+                for owner, func in impls:
+                    try:
+                        func(*args)
+                    except Exception as e:  # noqa: BLE001
+                        if guard(name, owner, e, args):
+                            return
+        dispatch.__name__ = name
+        return dispatch
+
+    def __repr__(self) -> str:
+        return f"AddonChain({', '.join(type(c).__name__ for c in self._children)})"
+
+
+def _log_only(hook: str, owner: str, exc: Exception, args: tuple) -> bool:
+    log.error("addon %s failed in %s: %s", owner, hook, exc, exc_info=exc)
+    return False
+
+
+def _fail_closed(hook: str, owner: str, exc: Exception, args: tuple) -> bool:
+    """Log; for a governed flow still undecided, answer with an error and stop the chain."""
+    log.error("addon %s failed in %s: %s", owner, hook, exc, exc_info=exc)
+    flow = args[0] if args else None
+    route = flowmeta.route(flow) if flow is not None and hasattr(flow, "metadata") else None
+    if route is None or not route.governed:
+        return False
+    if getattr(flow, "response", None) is None:
+        REFUSED.labels("addon_error").inc()
+        flow.metadata[flowmeta.OUTCOME] = "addon_error"
+        flow.response = errors.response(route.kind, 500, f"Airlock failed while checking this request "
+                                        f"({owner}.{hook}: {type(exc).__name__}); it was not forwarded",
+                                        "airlock_internal_error")
+    return True
