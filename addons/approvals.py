@@ -24,6 +24,9 @@ _DONE = "airlock.approval_done"        # flow.metadata: the outcome of the held 
 
 
 class Approvals:
+    # AddonChain calls this addon's flow hooks only for these route kinds
+    route_kinds = frozenset({"mcp"})
+
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.gate = Gate(rt)                    # a bad approvals: section raises ConfigError: start-up stops (exit 2)

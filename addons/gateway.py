@@ -26,6 +26,9 @@ MODEL_KINDS = ("openai", "anthropic")
 
 
 class Gateway:
+    # AddonChain calls this addon's flow hooks only for these route kinds
+    route_kinds = frozenset({"openai", "anthropic"})
+
     def __init__(self, rt: Runtime):
         self.rt = rt
         settings = admission.Settings.from_config(rt.config.extra.get("gateway"), rt.config.source)

@@ -57,7 +57,7 @@ class Identity:
             del flow.request.headers["proxy-authorization"]
 
     def _token(self, flow: http.HTTPFlow) -> str | None:
-        h = flow.request.headers
+        h = flowmeta.headers(flow)
         value = h.get("proxy-authorization")
         if value and (tok := proxy_credential(value)):
             return tok
@@ -79,7 +79,7 @@ class Identity:
             return
         try:
             # a session named by the client's headers, else one per token ("tok:<id>")
-            ident = await self.keys.verify(self._token(flow), from_headers(flow.request.headers))
+            ident = await self.keys.verify(self._token(flow), from_headers(flowmeta.headers(flow)))
             sessions = self.rt.services.get("sessions")
             if sessions is not None and ident.session and await sessions.is_ended(ident.session):
                 raise TokenError(f"session {ident.session} was ended by an administrator")
@@ -104,8 +104,9 @@ class Identity:
 
     def _custody(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
         h = flow.request.headers
+        sent = flowmeta.headers(flow)
         for name in ("authorization", "x-api-key", "proxy-authorization"):
-            if name in h:
+            if name in sent:
                 del h[name]
         if route.kind == "mcp":
             for k, v in self.mcp_headers.get(route.name, {}).items():

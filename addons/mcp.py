@@ -14,6 +14,9 @@ from proxy.runtime import Runtime
 
 
 class Mcp:
+    # AddonChain calls this addon's flow hooks only for these route kinds
+    route_kinds = frozenset({"mcp"})
+
     def __init__(self, rt: Runtime):
         self.fw = Firewall(rt)
         rt.services.setdefault("mcp", self.fw)

@@ -29,6 +29,9 @@ _BILLED = frozenset({"chat", "responses", "anthropic", "embeddings"})
 
 
 class Metering:
+    # AddonChain calls this addon's flow hooks only for these route kinds
+    route_kinds = frozenset({"openai", "anthropic"})
+
     def __init__(self, rt: Runtime):
         self.rt = rt
         self._tasks: set[asyncio.Task] = set()

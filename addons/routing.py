@@ -48,9 +48,11 @@ class Routing:
                 return
             target, upstream_path, route_path = found
             query = req.path[len(path):]
-            req.scheme, req.host, req.port = target.scheme, target.host, target.port
-            req.path = upstream_path + query
-            req.host_header = target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
+            # set the request's fields directly: the property setters re-derive the Host header each time
+            data = req.data
+            data.scheme, data.host, data.port = target.scheme.encode(), target.host, target.port
+            data.path = (upstream_path + query).encode()
+            req.host_header = target.host_header
         else:
             target = self.router.proxied(req.pretty_host, req.port, req.path)
             if target is None:
@@ -58,7 +60,7 @@ class Routing:
             route_path = self.router.route_path(target, req.path)
         route = self.router.route_for(target, listener, route_path)
         flow.metadata[flowmeta.ROUTE] = route
-        size = req.headers.get("content-length")
+        size = flowmeta.headers(flow).get("content-length")
         if size and size.isdigit() and int(size) > self.max_body:
             REFUSED.labels("too_large").inc()
             flow.metadata[flowmeta.OUTCOME] = "too_large"

@@ -3,8 +3,13 @@
 mitmproxy dispatches every event to every addon: it walks the chain, looks each
 hook up with ``getattr`` and wraps each call in a context manager. With nine
 addons that bookkeeping cost more than the addons' own work. ``AddonChain``
-precomputes, per hook, the list of children that implement it and calls them in
-order, in one dispatch.
+precomputes, per hook and per route kind, the children that implement it, and
+calls them in order in one dispatch:
+
+- an addon may declare ``route_kinds`` (e.g. ``{"mcp"}``): its flow hooks are then
+  only called for flows of those route kinds (``None`` in the set = ungoverned flows);
+- flow hooks run synchronously until the first child returns an awaitable, so a
+  flow that needs no async work costs no coroutine.
 
 It is also the one place where Airlock fails closed: mitmproxy logs an exception
 raised by a hook and then forwards the request. Here an exception in a request
@@ -26,6 +31,11 @@ from .metrics import REFUSED
 log = logging.getLogger("airlock.chain")
 # hooks before the request leaves for the upstream: a failure there must deny a governed flow
 _REQUEST_PHASE = {"requestheaders", "request", "http_connect"}
+# hooks whose first argument is an HTTP flow, always dispatched asynchronously by mitmproxy
+_FLOW_HOOKS = {"requestheaders", "request", "responseheaders", "response", "error"}
+_KINDS = (None, "openai", "anthropic", "mcp")
+
+Impl = tuple[str, Callable]
 
 
 def _hook_names() -> list[str]:
@@ -42,36 +52,85 @@ class AddonChain:
     def __init__(self, children: list[Any]):
         self._children = list(children)          # not ``addons``: mitmproxy would traverse it again
         for name in _hook_names():
-            impls = [(type(c).__name__, getattr(c, name)) for c in self._children
+            impls = [(c, (type(c).__name__, getattr(c, name))) for c in self._children
                      if callable(getattr(c, name, None))]
-            if impls:
-                setattr(self, name, self._dispatcher(name, impls))
-
-    def _dispatcher(self, name: str, impls: list[tuple[str, Callable]]) -> Callable:
-        guard = _fail_closed if name in _REQUEST_PHASE else _log_only
-        if any(inspect.iscoroutinefunction(f) for _, f in impls):
-            async def dispatch(*args):
-                for owner, func in impls:
-                    try:
-                        res = func(*args)
-                        if res is not None and inspect.isawaitable(res):
-                            await res
-                    except Exception as e:  # noqa: BLE001 - one addon's bug must not let a call through
-                        if guard(name, owner, e, args):
-                            return
-        else:
-            def dispatch(*args):
-                for owner, func in impls:
-                    try:
-                        func(*args)
-                    except Exception as e:  # noqa: BLE001
-                        if guard(name, owner, e, args):
-                            return
-        dispatch.__name__ = name
-        return dispatch
+            if not impls:
+                continue
+            guard = _fail_closed if name in _REQUEST_PHASE else _log_only
+            if name in _FLOW_HOOKS:
+                by_kind = {kind: [impl for c, impl in impls if _wants(c, kind)] for kind in _KINDS}
+                setattr(self, name, _flow_dispatcher(name, by_kind, guard))
+            else:
+                setattr(self, name, _dispatcher(name, [impl for _, impl in impls], guard))
 
     def __repr__(self) -> str:
         return f"AddonChain({', '.join(type(c).__name__ for c in self._children)})"
+
+
+def _wants(child: Any, kind: str | None) -> bool:
+    kinds = getattr(child, "route_kinds", None)
+    return kinds is None or kind in kinds
+
+
+def _flow_dispatcher(name: str, by_kind: dict[str | None, list[Impl]], guard: Callable) -> Callable:
+    route_key = flowmeta.ROUTE
+    everything = by_kind[None]
+
+    async def resume(res, impls: list[Impl], i: int, args: tuple) -> None:
+        try:
+            await res
+        except Exception as e:  # noqa: BLE001
+            if guard(name, impls[i][0], e, args):
+                return
+        for owner, func in impls[i + 1:]:
+            try:
+                r = func(*args)
+                if r is not None and inspect.isawaitable(r):
+                    await r
+            except Exception as e:  # noqa: BLE001
+                if guard(name, owner, e, args):
+                    return
+
+    def dispatch(flow, *rest):
+        route = flow.metadata.get(route_key)
+        impls = everything if route is None else by_kind.get(route.kind, everything)
+        args = (flow, *rest)
+        for i, (owner, func) in enumerate(impls):
+            try:
+                res = func(*args)
+            except Exception as e:  # noqa: BLE001 - one addon's bug must not let a call through
+                if guard(name, owner, e, args):
+                    return None
+                continue
+            if res is not None and inspect.isawaitable(res):
+                return resume(res, impls, i, args)
+        return None
+
+    dispatch.__name__ = name
+    return dispatch
+
+
+def _dispatcher(name: str, impls: list[Impl], guard: Callable) -> Callable:
+    if any(inspect.iscoroutinefunction(f) for _, f in impls):
+        async def dispatch(*args):
+            for owner, func in impls:
+                try:
+                    res = func(*args)
+                    if res is not None and inspect.isawaitable(res):
+                        await res
+                except Exception as e:  # noqa: BLE001
+                    if guard(name, owner, e, args):
+                        return
+    else:
+        def dispatch(*args):
+            for owner, func in impls:
+                try:
+                    func(*args)
+                except Exception as e:  # noqa: BLE001
+                    if guard(name, owner, e, args):
+                        return
+    dispatch.__name__ = name
+    return dispatch
 
 
 def _log_only(hook: str, owner: str, exc: Exception, args: tuple) -> bool:

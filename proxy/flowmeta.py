@@ -17,6 +17,7 @@ DECISION = "airlock.decision"   # policy decision for an MCP tool call (addons.m
 USAGE = "airlock.usage"         # metering result for a model call (addons.metering)
 OUTCOME = "airlock.outcome"     # short text saying why Airlock answered itself (deny, 401, ...)
 STARTED = "airlock.started"     # perf_counter() when the request was complete
+HEADERS = "airlock.headers"     # the client's request headers as a lowercase dict (first value wins)
 
 _INVALID = object()
 
@@ -62,6 +63,23 @@ def request_json(flow) -> Any | None:
         value = _INVALID
     flow.metadata[JSON] = value
     return None if value is _INVALID else value
+
+
+def headers(flow) -> dict[str, str]:
+    """The client's request headers, lower-cased, built in one pass and cached per flow.
+
+    mitmproxy's ``Headers.get`` scans every field with a case fold on each call; addons
+    that look up several headers per request read this map instead. It reflects the
+    headers as the client sent them (later edits by addons are not seen here)."""
+    cached = flow.metadata.get(HEADERS)
+    if cached is None:
+        cached = {}
+        for k, v in flow.request.headers.fields:
+            key = k.decode("latin-1").lower()
+            if key not in cached:
+                cached[key] = v.decode("utf-8", "surrogateescape")
+        flow.metadata[HEADERS] = cached
+    return cached
 
 
 def set_request_json(flow, value: Any) -> None:

@@ -46,6 +46,10 @@ class Target:
         return cls(kind, name, u.scheme, u.hostname or "", port, u.path.rstrip("/"))
 
     @property
+    def host_header(self) -> str:
+        return self.host if self.port in (80, 443) else f"{self.host}:{self.port}"
+
+    @property
     def origin(self) -> str:
         default = 443 if self.scheme == "https" else 80
         return f"{self.scheme}://{self.host}" + ("" if self.port == default else f":{self.port}")

@@ -27,6 +27,12 @@ class After:
         self.calls.append("response")
 
 
+async def call(res):
+    """Flow hooks return None or an awaitable, as mitmproxy's invoke_addon expects."""
+    if res is not None:
+        await res
+
+
 def governed(flow, kind="openai"):
     flow.metadata[flowmeta.ROUTE] = flowmeta.Route("gateway", kind, "openai", "/chat/completions")
     return flow
@@ -37,7 +43,7 @@ async def test_exception_in_a_governed_request_denies_and_stops_the_chain():
     chain = AddonChain([Boom(), after])
     with taddons.context(chain):
         f = governed(tflow.tflow())
-        await chain.request(f)
+        await call(chain.request(f))
     assert f.response is not None and f.response.status_code == 500
     assert b"was not forwarded" in f.response.content
     assert f.metadata[flowmeta.OUTCOME] == "addon_error"
@@ -57,7 +63,7 @@ async def test_ungoverned_flows_are_left_to_continue():
     chain = AddonChain([Boom(), after])
     with taddons.context(chain):
         f = tflow.tflow()
-        await chain.request(f)
+        await call(chain.request(f))
     assert f.response is None and after.calls == ["after"]
 
 
@@ -67,8 +73,45 @@ def test_only_hooks_some_child_implements_are_exposed():
     assert not hasattr(chain, "responseheaders") and not hasattr(chain, "addons")
 
 
-def test_sync_hooks_stay_sync_for_mitmproxy_sync_dispatch():
+async def test_flow_hooks_return_a_coroutine_only_when_a_child_needs_one():
+    after = After()
+    chain = AddonChain([after])
+    f = tflow.tflow()
+    assert chain.response(f) is None and after.calls == ["response"]
+    pending = chain.request(f)
+    assert pending is not None
+    await pending
+    assert after.calls == ["response", "after"]
+
+
+class McpOnly:
+    route_kinds = frozenset({"mcp"})
+
+    def __init__(self):
+        self.seen = []
+
+    def request(self, flow):
+        self.seen.append(flowmeta.route(flow).kind if flowmeta.route(flow) else None)
+
+
+async def test_route_kinds_limit_which_flows_an_addon_sees():
+    only = McpOnly()
+    chain = AddonChain([only])
+    for f in (tflow.tflow(), governed(tflow.tflow(), "openai"), governed(tflow.tflow(), "mcp")):
+        await call(chain.request(f))
+    assert only.seen == ["mcp"]
+
+
+def test_non_flow_hooks_keep_mitmproxy_sync_semantics():
     import inspect
-    chain = AddonChain([After()])
-    assert not inspect.iscoroutinefunction(chain.response)
-    assert inspect.iscoroutinefunction(chain.request)
+
+    class Conf:
+        def configure(self, updated):
+            pass
+
+        async def running(self):
+            pass
+
+    chain = AddonChain([Conf()])
+    assert not inspect.iscoroutinefunction(chain.configure)
+    assert inspect.iscoroutinefunction(chain.running)

@@ -51,7 +51,7 @@ def request_fields(flow, error: str | None = None) -> dict[str, Any]:
         f.update(account=ident.account, flow=ident.flow, subject=ident.subject, agent=ident.agent,
                  session=ident.session, token_id=ident.token_id)
     else:                               # refused before identity (bad token, ended session): keep the session
-        f["session"] = from_headers(req.headers)
+        f["session"] = from_headers(flowmeta.headers(flow))
     route = md.get(flowmeta.ROUTE)
     if route is not None:
         f.update(listener=route.listener, route_kind=route.kind, route_name=route.name)

@@ -27,7 +27,8 @@ _MAX_CACHE = 100_000
 
 
 def from_headers(headers) -> str | None:
-    """The session id a request names in its headers, if any (at most 200 characters)."""
+    """The session id a request names in its headers, if any (at most 200 characters).
+    ``headers`` is any mapping with lower-case keys (``flowmeta.headers(flow)``) or mitmproxy Headers."""
     for name in SESSION_HEADERS:
         v = headers.get(name)
         if v:

@@ -24,6 +24,7 @@ from .base import Store, Subscriber
 
 log = logging.getLogger(__name__)
 DURABLE_PREFIXES = ("key:", "approval", "mcp:toolhash:", "session:")
+SNAPSHOT_DELAY = 0.2     # seconds; SIGTERM flushes at once (close)
 
 
 class MemoryStore(Store):
@@ -91,7 +92,9 @@ class MemoryStore(Store):
                     self._snapshot()
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(0)          # coalesce writes made in the same loop iteration
+        # coalesce: one snapshot for all the durable writes of the next SNAPSHOT_DELAY seconds
+        # (writing the whole snapshot per write is O(n^2) with thousands of pending approvals)
+        await asyncio.sleep(SNAPSHOT_DELAY)
         if self._dirty:
             self._dirty = False
             await asyncio.to_thread(self._snapshot)
@@ -132,7 +135,7 @@ class MemoryStore(Store):
     async def set(self, key, value, ttl=None, only_if_absent=False) -> bool:
         if only_if_absent and self._alive(key):
             return False
-        self._data[key] = bytes(value)
+        self._data[key] = _own(value)
         self._set_ttl(key, ttl)
         self._touch(key)
         return True
@@ -154,7 +157,7 @@ class MemoryStore(Store):
         if not isinstance(h, dict):
             h = {}
             self._data[key] = h
-        h.update({f: bytes(v) for f, v in fields.items()})
+        h.update({f: _own(v) for f, v in fields.items()})
         if ttl is not None:
             self._set_ttl(key, ttl)
         self._touch(key)
@@ -232,6 +235,11 @@ class MemoryStore(Store):
         if inspect.isawaitable(res):
             res = await res
         return res
+
+
+def _own(value) -> bytes:
+    """A compact copy: orjson's results keep a large spare buffer that would be held for the key's life."""
+    return bytes(memoryview(value))
 
 
 def _num_bytes(v: float) -> bytes:
