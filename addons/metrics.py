@@ -10,7 +10,10 @@ from proxy.routing import listener_of
 
 class Metrics:
     def __init__(self, rt=None):
-        pass
+        # labelled children cached by label tuple: prometheus_client's .labels() takes a lock and
+        # re-validates the labels on every call
+        self._requests: dict[tuple, object] = {}
+        self._latency: dict[tuple, object] = {}
 
     def client_connected(self, client) -> None:
         IN_FLIGHT.inc()
@@ -19,13 +22,22 @@ class Metrics:
         IN_FLIGHT.dec()
 
     def response(self, flow: http.HTTPFlow) -> None:
-        route = flowmeta.route(flow)
-        listener = route.listener if route else listener_of(flow.client_conn.proxy_mode)
-        kind = route.kind if route else "other"
-        REQUESTS.labels(listener, kind, str(flow.response.status_code)).inc()
+        route = flow.metadata.get(flowmeta.ROUTE)
+        if route is not None:
+            listener, kind = route.listener, route.kind
+        else:
+            listener, kind = listener_of(flow.client_conn.proxy_mode), "other"
+        key = (listener, kind, flow.response.status_code)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = REQUESTS.labels(listener, kind, str(key[2]))
+        counter.inc()
         end = flow.response.timestamp_end or flow.response.timestamp_start
         if end and flow.request.timestamp_start:
-            LATENCY.labels(listener, kind).observe(max(0.0, end - flow.request.timestamp_start))
+            hist = self._latency.get(key[:2])
+            if hist is None:
+                hist = self._latency[key[:2]] = LATENCY.labels(listener, kind)
+            hist.observe(max(0.0, end - flow.request.timestamp_start))
 
     def error(self, flow: http.HTTPFlow) -> None:
         route = flowmeta.route(flow)

@@ -198,10 +198,12 @@ class Airlock:
         opts = options.Options()
         self.master = m = Master(opts)
         self.lifecycle = _Lifecycle(self)
+        self.errorcheck = errorcheck.ErrorCheck(repeat_errors_on_stderr=True)
+        # mitmproxy's own flow addons ride in the chain too: one dispatch per event for all of them
         m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                     disable_h2c.DisableH2C(), update_alt_svc.UpdateAltSvc(),
-                     errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
-                     AddonChain([*load_addons(rt), self.lifecycle]))
+                     self.errorcheck,
+                     AddonChain([disable_h2c.DisableH2C(), update_alt_svc.UpdateAltSvc(), *load_addons(rt),
+                                 self.lifecycle]))
         opts.update(
             mode=modes(cfg, self.sidecar),
             confdir=str(ca_dir(cfg)),
@@ -230,9 +232,18 @@ class Airlock:
 
     def started(self) -> None:
         self.ready = True
+        # ErrorCheck only matters during start-up; afterwards it would cost a dispatch per event
+        asyncio.get_running_loop().call_later(1.0, self._drop_errorcheck)
         gc.collect()
         gc.freeze()          # start-up heap -> permanent generation: no 30-40 ms gen2 pauses later
         print(self.banner(), file=sys.stderr, flush=True)
+
+    def _drop_errorcheck(self) -> None:
+        try:
+            if self.master is not None and self.master.addons.get("errorcheck") is not None:
+                self.master.addons.remove(self.errorcheck)
+        except Exception:  # noqa: BLE001 - harmless if it stays
+            log.debug("could not remove errorcheck", exc_info=True)
 
     def banner(self) -> str:
         cfg, rt = self.cfg, self.rt
