@@ -19,7 +19,6 @@ def register(app: typer.Typer) -> None:
         admin: Optional[str] = typer.Option(None, "--admin",
                                             help="Admin listener HOST:PORT."),
         sidecar: bool = typer.Option(False, "--sidecar", help="Also run the transparent listener (listen.sidecar)."),
-        workers: int = typer.Option(1, "--workers", min=1, help="Worker processes sharing the listeners."),
     ) -> None:
         """Start the proxy: gateway, explicit proxy and admin listeners."""
         try:
@@ -27,4 +26,4 @@ def register(app: typer.Typer) -> None:
         except ConfigError as e:
             fail(str(e), 2)
         from ..server import serve
-        raise typer.Exit(serve(cfg, sidecar=sidecar, workers=workers))
+        raise typer.Exit(serve(cfg, sidecar=sidecar))
