@@ -30,13 +30,15 @@ def closed_loop(url: str, headers: dict, seconds: float, runs_c1: int, runs_c50:
 def open_loop(url: str, headers: dict, seconds: float, rates: list[int], step_seconds: float) -> dict:
     at250 = openloop.run(url, 250, seconds, 50, BODY, headers)
     sus = openloop.sustained(url, rates, step_seconds, 20.0, 50, BODY, headers)
-    return {"ol_seconds": seconds, "ol250_p50_ms": at250["p50_ms"], "ol250_p99_ms": at250["p99_ms"], "ol250_errors": at250["errors"],
+    return {"ol_seconds": seconds, "ol250_p50_ms": at250["p50_ms"], "ol250_p99_ms": at250["p99_ms"],
+            "ol250_errors": at250["errors"],
             "sustained_rps": sus["sustained_rps"], "sustained_capped": sus["capped"],
             "sustained_steps": [(s["rate"], s["p99_ms"], s["errors"]) for s in sus["steps"]]}
 
 
 def run(catalogue: dict, seconds: float = 5, runs_c1: int = 2, runs_c50: int = 3, ol_seconds: float = 5,
-        rates: list[int] | None = None, step_seconds: float | None = None, open_loop_skip: tuple[str, ...] = ("airlock -O, addons:",),
+        rates: list[int] | None = None, step_seconds: float | None = None,
+        open_loop_skip: tuple[str, ...] = ("airlock -O, addons:",),
         log=lambda m: print(m, file=sys.stderr)) -> dict:
     """``catalogue``: {name: factory(upstream_url) -> context manager of a Target} (targets.catalogue()).
     Targets whose name starts with one of ``open_loop_skip`` get the closed-loop figures only."""
@@ -66,14 +68,16 @@ def _f(x, fmt=".2f"):
 def table(res: dict) -> str:
     d = res.get("direct", {})
     b = res.get("bare mitmproxy", {})
-    rows = ["| target | c50 req/s | vs bare | vs direct | c50 p50 / p99 ms | c1 req/s | added c1 p50 / p99 ms "
+    rows = ["| target | c50 req/s | vs bare (`-O` lines: vs bare `-O`) | vs direct | c50 p50 / p99 ms | c1 req/s | added c1 p50 / p99 ms "
             "| added p50 / p99 at 250 req/s (open loop) | sustained req/s at p99 < 20 ms | RSS MB | errors (wrk) |",
             "|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|"]
+    bo = res.get("bare mitmproxy, python -O", b)
     for name, r in res.items():
         if "failed" in r:
             rows.append(f"| {name} | failed: {r['failed']} |||||||||")
             continue
-        vs_b = f"{100 * r['c50_rps'] / b['c50_rps']:.0f}%" if b.get("c50_rps") else "—"
+        floor = bo if "-O" in name else b                  # -O lines against the -O floor
+        vs_b = f"{100 * r['c50_rps'] / floor['c50_rps']:.0f}%" if floor.get("c50_rps") else "—"
         vs_d = f"{100 * r['c50_rps'] / d['c50_rps']:.1f}%" if d.get("c50_rps") else "—"
         if name == "direct" or not d:
             added = ol = "—"

@@ -114,7 +114,8 @@ def table(res: dict, top: int = 15) -> str:
     if "skipped" in res:
         return f"Profile skipped: {res['skipped']}\n"
     lines = [f"py-spy, {res['samples']} samples over {res['seconds']:g} s of c50 load (python "
-             f"{'-O' if res['optimize'] else 'without -O'}); inclusive % of all samples. Samples with any Airlock frame (addons/, proxy/; start-up "
+             f"{'-O' if res['optimize'] else 'without -O'}); inclusive % of all samples. "
+             f"Samples with any Airlock frame (addons/, proxy/; start-up "
              f"frames excluded): **{res['airlock_pct']}%**.\n",
              "| Airlock frame (inclusive) | % |", "|---|---:|"]
     lines += [f"| `{k}` | {v} |" for k, v in res["frames"][:top]]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 
 from . import http_post, targets
 from .common import openai_upstream, wrk
 
-FLAT_MB_PER_100K = 1.0          # what we call flat: under 1 MB per 100k requests after warm-up
+FLAT_MB_PER_100K = 1.0          # what we call flat: a slope under 1 MB per 100k requests after warm-up
 
 
 def run(requests: int = 1_000_000, optimize: bool = True, slice_s: float = 10.0,
@@ -38,28 +39,39 @@ def run(requests: int = 1_000_000, optimize: bool = True, slice_s: float = 10.0,
                 done += r.requests
                 errors += r.errors
                 samples.append((done, round(t.rss_mb(), 1)))
-    warm = next((s for s in samples if s[0] >= 0.1 * requests), samples[min(1, len(samples) - 1)])
-    end = samples[-1]
-    span = end[0] - warm[0]
-    growth = end[1] - warm[1]
-    per_100k = round(growth / span * 100_000, 3) if span > 0 else None
-    return {"requests": end[0], "errors": errors, "rss_start_mb": samples[0][1], "rss_warm_mb": warm[1],
-            "rss_end_mb": end[1], "rss_max_mb": max(s[1] for s in samples), "growth_after_warmup_mb":
-            round(growth, 1), "mb_per_100k": per_100k,
-            "flat": per_100k is not None and per_100k < FLAT_MB_PER_100K, "samples": samples}
+    return {"requests": samples[-1][0], "errors": errors, "samples": samples, **stats(samples)}
+
+
+def _slope(points: list) -> float | None:
+    """Least-squares MB per 100k requests (robust to the sawtooth of allocator pools, unlike end - start)."""
+    if len(points) < 3:
+        return None
+    return round(statistics.linear_regression([p[0] for p in points], [p[1] for p in points]).slope * 1e5, 3)
+
+
+def stats(samples: list) -> dict:
+    total = samples[-1][0]
+    after = [s for s in samples if s[0] >= 0.1 * total] or samples[-1:]
+    half = [s for s in samples if s[0] >= 0.5 * total]
+    slope, slope_half = _slope(after), _slope(half)
+    return {"rss_start_mb": samples[0][1], "rss_warm_mb": after[0][1], "rss_end_mb": samples[-1][1],
+            "rss_max_mb": max(s[1] for s in samples), "growth_after_warmup_mb": round(samples[-1][1] - after[0][1], 1),
+            "mb_per_100k": slope, "mb_per_100k_second_half": slope_half,
+            "flat": slope is not None and slope < FLAT_MB_PER_100K}
 
 
 def table(res: dict) -> str:
     pts = res["samples"]
+    res = {**res, **stats(pts)}
     step = max(1, len(pts) // 12)
     series = ", ".join(f"{n // 1000}k: {mb:.0f}" for n, mb in pts[::step] + ([pts[-1]] if (len(pts) - 1) % step
                                                                             else []))
-    return (f"| requests | errors | RSS start / after 10% / end / max MB | growth after warm-up | per 100k "
-            f"| flat (< {FLAT_MB_PER_100K} MB/100k) |\n|---:|---:|---|---:|---:|---|\n"
+    return (f"| requests | errors | RSS start / after 10% / end / max MB | growth after warm-up | slope per 100k "
+            f"(after 10% / second half) | flat (< {FLAT_MB_PER_100K} MB/100k) |\n|---:|---:|---|---:|---|---|\n"
             f"| {res['requests']} | {res['errors']} | {res['rss_start_mb']} / {res['rss_warm_mb']} / "
             f"{res['rss_end_mb']} / {res['rss_max_mb']} | {res['growth_after_warmup_mb']} MB | "
-            f"{res['mb_per_100k']} MB | {'yes' if res['flat'] else '**no**'} |\n\nRSS (MB) by requests served: "
-            f"{series}.\n")
+            f"{res['mb_per_100k']} / {res['mb_per_100k_second_half']} MB | {'yes' if res['flat'] else '**no**'} |"
+            f"\n\nRSS (MB) by requests served: {series}. Slopes are least-squares fits over the samples.\n")
 
 
 def main() -> int:

@@ -109,10 +109,19 @@ def versions(peer_skips: dict) -> dict:
     try:
         m["airlock_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "proxy", "addons"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.split("\n")
+        if any(line.strip() for line in dirty):
+            n = sum(1 for x in dirty if x.strip())
+            m["airlock_commit"] += f" + uncommitted changes in {n} files of proxy/, addons/"
     except OSError:
         m["airlock_commit"] = "?"
     m["peers_skipped"] = peer_skips
     return m
+
+
+def _saved(store: Path) -> dict:
+    return {p.stem: json.loads(p.read_text()) for p in store.glob("*.json") if not p.stem.startswith("_")}
 
 
 def _write(out: Path, store: Path, meta: dict, meta_path: Path, failed: list, done: bool) -> None:
@@ -120,9 +129,8 @@ def _write(out: Path, store: Path, meta: dict, meta_path: Path, failed: list, do
     meta["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + \
         ("" if done else " (still running)")
     meta_path.write_text(json.dumps(meta, indent=1))
-    results = {p.stem: json.loads(p.read_text()) for p in store.glob("*.json") if not p.stem.startswith("_")}
     keep = out.read_text() if out.exists() else ""
-    out.write_text(report.render(meta, results, SCENARIOS, keep))
+    out.write_text(report.render(meta, _saved(store), SCENARIOS, keep))
     (store / "_index.json").write_text(json.dumps({"output": str(out), "failed": failed}))
 
 
@@ -135,8 +143,9 @@ def main() -> int:
     ap.add_argument("--no-peers", action="store_true", help="skip LiteLLM / Portkey")
     ap.add_argument("--store", default=None, help="directory for the per-scenario JSON (default: "
                                                   ".bench/results/full; smoke: a temp dir)")
+    ap.add_argument("--render", action="store_true", help="only rewrite the Markdown from the saved figures")
     args = ap.parse_args()
-    only = [s for s in args.only.split(",") if s] or SCENARIOS
+    only = [] if args.render else [s for s in args.only.split(",") if s] or SCENARIOS
     unknown = set(only) - set(SCENARIOS)
     if unknown:
         print(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
@@ -147,15 +156,26 @@ def main() -> int:
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke \
         else ROOT / ".bench" / "results" / mode
     store.mkdir(parents=True, exist_ok=True)
-    peers, peer_skips = _peers(args.smoke, not args.no_peers)
     meta_path = store / "_meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.update({"mode": mode, "command": ("make bench-smoke" if args.smoke else "make bench") +
-                 f" (python{' -O' if sys.flags.optimize else ''} -m bench.run {' '.join(sys.argv[1:])})".rstrip(),
-                 "machine": versions(peer_skips), "load_before": loadavg(),
-                 "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
-    failed: list[str] = []
     out = Path(args.output) if args.output else (store / "RESULTS.md" if args.smoke else ROOT / "bench" / "RESULTS.md")
+    if args.render:
+        if not meta:
+            print(f"nothing saved in {store} to render", file=sys.stderr)
+            return 2
+        out.write_text(report.render(meta, _saved(store), SCENARIOS, out.read_text() if out.exists() else ""))
+        print(out)
+        return 0
+    peers, peer_skips = _peers(args.smoke, not args.no_peers)
+    command = ("make bench-smoke" if args.smoke else "make bench") + \
+        f" (python{' -O' if sys.flags.optimize else ''} -m bench.run {' '.join(sys.argv[1:])}".rstrip() + ")"
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if args.only and meta.get("started"):             # a partial re-run: keep the first run's facts, note this one
+        meta.setdefault("reruns", []).append(f"{now}: `{command}` (load average before: {loadavg()})")
+    else:
+        meta.update({"mode": mode, "command": command, "machine": versions(peer_skips), "load_before": loadavg(),
+                     "started": now, "reruns": []})
+    failed: list[str] = []
     for name in only:
         _log(f"scenario {name} (load average {loadavg()})")
         t0 = time.monotonic()

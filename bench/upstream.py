@@ -26,8 +26,10 @@ COMPLETION = orjson.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": _CONTENT}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 12, "completion_tokens": 120, "total_tokens": 132}})
+# content differs per chunk (" t0", " t1", ...): LiteLLM aborts a stream after 100 identical chunks
 _HEAD = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
-         b'"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}],"t":')
+         b'"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":" t')
+_MID = b'"},"finish_reason":null}],"t":'
 _STOP = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
          b'"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
 
@@ -51,8 +53,9 @@ def make_app(events: int = 20, pace_ms: float = 0.0) -> web.Application:
         pace = float(body.get("bench_pace_ms", pace_ms)) / 1000
         resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await resp.prepare(request)
-        for _ in range(n):
-            await resp.write(_HEAD + str(time.perf_counter_ns()).encode() + b"}\n\n")
+        for i in range(n):
+            await resp.write(b"".join((_HEAD, str(i).encode(), _MID, str(time.perf_counter_ns()).encode(),
+                                       b"}\n\n")))
             if pace:
                 await asyncio.sleep(pace)
         tail = [_STOP]
