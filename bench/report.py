@@ -183,4 +183,15 @@ def render(meta: dict, results: dict, order: list[str], previous: str = "") -> s
         except Exception as e:  # noqa: BLE001 - a renderer bug must not hide the raw figures
             body = f"(could not render: {e})\n\n```\n{doc['result']}\n```\n"
         out.append(head + body + f"\n_{doc['seconds']} s; load average after: {doc.get('load_after')}_\n")
+    others = _owner_blocks(previous)
+    if others:
+        out.append("## Earlier notes from scenario owners (kept as they wrote them; their own run, their "
+                   "conditions)\n\n" + "\n\n".join(others) + "\n")
     return "\n".join(out)
+
+
+def _owner_blocks(previous: str) -> list[str]:
+    """``<!-- name:start -->`` ... ``<!-- name:end -->`` blocks other tools wrote (e.g. approvals_hold --write)."""
+    import re
+    return [m.group(0) for m in re.finditer(r"<!-- (\w+):start -->.*?<!-- \1:end -->", previous or "", re.S)
+            if m.group(1) != "analysis"]
