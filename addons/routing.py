@@ -65,7 +65,8 @@ class Routing:
             REFUSED.labels("too_large").inc()
             flow.metadata[flowmeta.OUTCOME] = "too_large"
             flow.response = errors.response(
-                route.kind, 413, f"request body of {size} bytes is over Airlock's limit of {self.max_body} bytes",
+                route.kind, 413, f"request body too large: {size} bytes is over Airlock's limit of {self.max_body} "
+                f"bytes (limits.max_body_bytes)",
                 "request_too_large")
 
 

@@ -33,7 +33,6 @@ log = logging.getLogger("airlock.chain")
 _REQUEST_PHASE = {"requestheaders", "request", "http_connect"}
 # hooks whose first argument is an HTTP flow, always dispatched asynchronously by mitmproxy
 _FLOW_HOOKS = {"requestheaders", "request", "responseheaders", "response", "error"}
-_KINDS = (None, "openai", "anthropic", "mcp")
 
 Impl = tuple[str, Callable]
 
@@ -58,8 +57,8 @@ class AddonChain:
                 continue
             guard = _fail_closed if name in _REQUEST_PHASE else _log_only
             if name in _FLOW_HOOKS:
-                by_kind = {kind: [impl for c, impl in impls if _wants(c, kind)] for kind in _KINDS}
-                setattr(self, name, _flow_dispatcher(name, by_kind, guard))
+                kinds = [(_kinds(c), *impl) for c, impl in impls]
+                setattr(self, name, _flow_dispatcher(name, kinds, guard))
             else:
                 setattr(self, name, _dispatcher(name, [impl for _, impl in impls], guard))
 
@@ -67,22 +66,31 @@ class AddonChain:
         return f"AddonChain({', '.join(type(c).__name__ for c in self._children)})"
 
 
-def _wants(child: Any, kind: str | None) -> bool:
+def _kinds(child: Any) -> frozenset | None:
     kinds = getattr(child, "route_kinds", None)
-    return kinds is None or kind in kinds
+    return frozenset(kinds) if kinds is not None else None
 
 
-def _flow_dispatcher(name: str, by_kind: dict[str | None, list[Impl]], guard: Callable) -> Callable:
+def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callable]], guard: Callable) -> Callable:
+    """Call each child that wants this flow's route kind. The route is read at each filtered
+    child, not once: routing sets it in ``requestheaders``, the same hook the others run in."""
     route_key = flowmeta.ROUTE
-    everything = by_kind[None]
 
-    async def resume(res, impls: list[Impl], i: int, args: tuple) -> None:
+    def wanted(kinds, flow) -> bool:
+        if kinds is None:
+            return True
+        route = flow.metadata.get(route_key)
+        return (route.kind if route is not None else None) in kinds
+
+    async def resume(res, i: int, args: tuple) -> None:
         try:
             await res
         except Exception as e:  # noqa: BLE001
-            if guard(name, impls[i][0], e, args):
+            if guard(name, impls[i][1], e, args):
                 return
-        for owner, func in impls[i + 1:]:
+        for kinds, owner, func in impls[i + 1:]:
+            if not wanted(kinds, args[0]):
+                continue
             try:
                 r = func(*args)
                 if r is not None and inspect.isawaitable(r):
@@ -92,10 +100,10 @@ def _flow_dispatcher(name: str, by_kind: dict[str | None, list[Impl]], guard: Ca
                     return
 
     def dispatch(flow, *rest):
-        route = flow.metadata.get(route_key)
-        impls = everything if route is None else by_kind.get(route.kind, everything)
         args = (flow, *rest)
-        for i, (owner, func) in enumerate(impls):
+        for i, (kinds, owner, func) in enumerate(impls):
+            if kinds is not None and not wanted(kinds, flow):
+                continue
             try:
                 res = func(*args)
             except Exception as e:  # noqa: BLE001 - one addon's bug must not let a call through
@@ -103,7 +111,7 @@ def _flow_dispatcher(name: str, by_kind: dict[str | None, list[Impl]], guard: Ca
                     return None
                 continue
             if res is not None and inspect.isawaitable(res):
-                return resume(res, impls, i, args)
+                return resume(res, i, args)
         return None
 
     dispatch.__name__ = name

@@ -209,9 +209,12 @@ class Airlock:
             confdir=str(ca_dir(cfg)),
             connection_strategy="lazy",
             tcp_timeout=int(max(cfg.upstream_timeout, 3600)),
-            body_size_limit=str(cfg.max_body_bytes),
+            # routing answers 413 in the caller's shape from Content-Length; mitmproxy's own limit is only
+            # the backstop for bodies without one, so it sits above ours (and nothing below it is streamed
+            # past the hooks undecided)
+            body_size_limit=str(4 * cfg.max_body_bytes),
             ssl_insecure=cfg.ssl_insecure,
-            stream_large_bodies=str(cfg.max_body_bytes),   # governed bodies are always seen whole
+            stream_large_bodies=str(4 * cfg.max_body_bytes),
         )
         from .admin.app import start_admin
         self.admin_runner = await start_admin(self, cfg)

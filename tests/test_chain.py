@@ -115,3 +115,16 @@ def test_non_flow_hooks_keep_mitmproxy_sync_semantics():
     chain = AddonChain([Conf()])
     assert not inspect.iscoroutinefunction(chain.configure)
     assert inspect.iscoroutinefunction(chain.running)
+
+
+class SetsRoute:
+    def requestheaders(self, flow):
+        governed(flow, "mcp")
+
+
+async def test_route_set_earlier_in_the_same_hook_is_seen_by_later_children():
+    only = McpOnly()
+    only.requestheaders = only.request            # same recorder, requestheaders hook
+    chain = AddonChain([SetsRoute(), only])
+    await call(chain.requestheaders(tflow.tflow()))
+    assert only.seen == ["mcp"]

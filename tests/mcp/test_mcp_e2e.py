@@ -59,7 +59,7 @@ def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mcp-e2e")
     ups = {"sse_resp": Upstream("streamable-http", tmp), "json_resp": Upstream("streamable-http", tmp, True),
            "legacy": Upstream("sse", tmp), "rug": Upstream("streamable-http", tmp)}
-    cfg = {"policies": [str(POLICY)], "limits": {"drain_seconds": 2}, "mcp_servers": {
+    cfg = {"policies": [str(POLICY)], "limits": {"drain_seconds": 2, "max_body_bytes": 1_000_000}, "mcp_servers": {
         "sse_resp": {"url": f"http://127.0.0.1:{ups['sse_resp'].port}/mcp"},
         "json_resp": {"url": f"http://127.0.0.1:{ups['json_resp'].port}/mcp"},
         "legacy": {"url": f"http://127.0.0.1:{ups['legacy'].port}"},
@@ -219,7 +219,7 @@ def test_decisions_are_audited_without_tokens(env):
 
 
 def test_bodies_airlock_cannot_inspect_are_refused(env):
-    """Over mitmproxy's streaming threshold (or chunked) a body would pass the request hook unseen."""
+    """Over the body limit (or chunked) a body would pass the request hook unseen: refused, never forwarded."""
     a, ups, token = env
     up = ups["json_resp"]
     before = len(up.calls())
@@ -234,7 +234,7 @@ def test_bodies_airlock_cannot_inspect_are_refused(env):
         yield big[:100]
         yield big[100:]
     r = httpx2.post(f"{a.gateway_url}/mcp/json_resp", headers=h, content=chunks(), timeout=30)
-    assert r.status_code == 411 or "Content-Length" in r.json()["error"]["message"]
+    assert r.status_code == 411 or "Content-Length" in r.json()["error"]["message"], (r.status_code, r.text[:300])
     assert len(up.calls()) == before
 
 
