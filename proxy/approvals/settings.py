@@ -1,4 +1,4 @@
-"""The ``approvals:`` section of airlock.yaml (every key is documented in docs/approvals.md)."""
+"""The ``approvals:`` section of airlock.yaml (every key is documented in README.md, "Human approvals")."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
