@@ -5,9 +5,8 @@ Usage: ``message_start.message.usage`` first, then each field from the last
 """
 from __future__ import annotations
 
-import orjson
 
-from .sse import Event
+from .sse import Event, json_object
 from .usage import Usage, from_anthropic
 
 TOOL_USE_FRAMING = 10
@@ -31,14 +30,8 @@ class AnthropicParser:
         self.stop_reason: str | None = None
 
     def on_event(self, ev: Event) -> str:
-        data = ev.data
-        if not data:
-            return ""
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return ""
-        if not isinstance(obj, dict):
+        obj = json_object(ev)
+        if obj is None:
             return ""
         kind = obj.get("type") or ev.event
         if kind == "content_block_delta":

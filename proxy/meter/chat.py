@@ -6,9 +6,8 @@ stream properly (id, model, created, the choices still open).
 """
 from __future__ import annotations
 
-import orjson
 
-from .sse import Event
+from .sse import Event, json_object
 from .usage import Usage, from_openai
 
 _TEXT_KEYS = ("content", "refusal", "reasoning", "reasoning_content")
@@ -35,17 +34,11 @@ class ChatParser:
     def on_event(self, ev: Event) -> str:
         """Text produced by this event (to count); updates state."""
         self.drop = False
-        data = ev.data
-        if not data:
-            return ""
-        if data == b"[DONE]":
+        if ev.data == b"[DONE]":
             self.done = True
             return ""
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return ""
-        if not isinstance(obj, dict):
+        obj = json_object(ev)
+        if obj is None:
             return ""
         if "error" in obj and obj.get("error"):
             self.error = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}

@@ -6,9 +6,8 @@ in order before ``response.incomplete``.
 """
 from __future__ import annotations
 
-import orjson
 
-from .sse import Event
+from .sse import Event, json_object
 from .usage import Usage, from_openai
 
 _TEXT_DELTAS = frozenset({
@@ -41,14 +40,8 @@ class ResponsesParser:
         self.status: str | None = None
 
     def on_event(self, ev: Event) -> str:
-        data = ev.data
-        if not data:
-            return ""
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return ""
-        if not isinstance(obj, dict):
+        obj = json_object(ev)
+        if obj is None:
             return ""
         seq = obj.get("sequence_number")
         if isinstance(seq, int):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
+
 # Blank-line terminators the SSE spec allows; "\n\n" is by far the most common.
 _TERMINATORS = (b"\r\n\r\n", b"\n\n", b"\r\r")
 
@@ -49,6 +51,18 @@ def parse_event(raw: bytes) -> Event:
         elif field == b"event":
             name = value.decode("utf-8", "replace")
     return Event(raw, name, b"\n".join(data), comment=not has_field)
+
+
+def json_object(ev: Event) -> dict | None:
+    """The event's data as a JSON object, or None (no data, not JSON, or not an object).
+    The one place the per-API parsers decode an event's payload."""
+    if not ev.data:
+        return None
+    try:
+        obj = orjson.loads(ev.data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 class SSESplitter:
