@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import logging
 import signal
 import sys
@@ -23,6 +22,7 @@ from mitmproxy.master import Master
 from . import mitm_patches
 from .chain import AddonChain
 from .config import Config, ConfigError, split_hostport
+from .modules import optional
 from .runtime import Runtime
 from .store import open_store
 
@@ -56,26 +56,17 @@ class NullAudit:
         return False
 
 
-def _optional(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module or module.startswith(str(e.name) + "."):
-            return None
-        raise
-
-
 def build_runtime(cfg: Config) -> Runtime:
     data = cfg.path(cfg.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     store = open_store(cfg.redis, persist_path=data / "store.json")
-    audit_mod = _optional("proxy.audit")
+    audit_mod = optional("proxy.audit")
     audit = audit_mod.open_audit(cfg) if audit_mod and hasattr(audit_mod, "open_audit") else NullAudit()
     rt = Runtime(config=cfg, store=store, audit=audit)
-    sessions_mod = _optional("proxy.sessions")
+    sessions_mod = optional("proxy.sessions")
     if sessions_mod is not None:
         sessions_mod.service(rt)            # ended-session checks for the identity addon
-    policy_mod = _optional("proxy.policy")
+    policy_mod = optional("proxy.policy")
     if policy_mod is not None and hasattr(policy_mod, "PolicyHolder"):
         paths = [str(cfg.path(p)) for p in cfg.policies]
         rt.policy = policy_mod.PolicyHolder(paths, on_event=audit.emit)
@@ -85,7 +76,7 @@ def build_runtime(cfg: Config) -> Runtime:
 def load_addons(rt: Runtime) -> list:
     out = []
     for name in ADDON_CHAIN:
-        mod = _optional(f"addons.{name}")
+        mod = optional(f"addons.{name}")
         if mod is None:
             continue
         cls = getattr(mod, "".join(p.capitalize() for p in name.split("_")))

@@ -9,7 +9,6 @@ where the CLI finds it.
 from __future__ import annotations
 
 import hmac
-import importlib
 import logging
 import os
 import secrets
@@ -19,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import Config, split_hostport
+from ..modules import optional
 from . import keys as keys_routes
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,9 @@ def build_app(airlock, cfg: Config) -> web.Application:
     public = ["/healthz"]
     route_defs: list = []
     for area in AREAS:
-        try:
-            mod = importlib.import_module(f"proxy.admin.{area}")
-        except ModuleNotFoundError as e:
-            if e.name == f"proxy.admin.{area}":
-                continue
-            raise
+        mod = optional(f"proxy.admin.{area}")
+        if mod is None:
+            continue
         route_defs += mod.routes(rt)
         public += list(getattr(mod, "PUBLIC_PREFIXES", []))
 

@@ -2,12 +2,12 @@
 package and adds itself through ``register(app)``."""
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Optional
 
 import typer
 
+from ..modules import optional
 from .common import state
 
 GROUPS = ["run", "keys", "ca", "policy", "mcp", "approvals", "budgets", "sessions", "audit", "db", "agents", "env",
@@ -30,13 +30,9 @@ def _globals(
 
 
 for _name in GROUPS:
-    try:
-        _mod = importlib.import_module(f"proxy.cli.{_name}")
-    except ModuleNotFoundError as _e:
-        if _e.name == f"proxy.cli.{_name}":
-            continue
-        raise
-    _mod.register(app)
+    _mod = optional(f"proxy.cli.{_name}")
+    if _mod is not None:
+        _mod.register(app)
 
 
 def main() -> None:
