@@ -50,6 +50,29 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+class RecordingAudit:
+    """Airlock's own AuditSink interface keeping events in a list, for addon unit tests that read
+    what an addon wrote (tests that need the real trail use chDB through a running Airlock)."""
+
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+
+    def emit(self, kind, **fields):
+        self.events.append((kind, fields))
+
+    def kinds(self):
+        return [k for k, _ in self.events]
+
+    def of(self, kind):
+        return [f for k, f in self.events if k == kind]
+
+    async def start(self):
+        pass
+
+    async def close(self):
+        pass
+
+
 class RedisServer:
     def __init__(self):
         self.port = free_port()

@@ -10,7 +10,7 @@ from proxy.store.memory import MemoryStore
 from proxy.store.redis import RedisStore
 
 from tests.approvals.approvals_helpers import WORKFLOWS
-from tests.harness import RedisServer, free_port  # noqa: F401 - re-exported for the tests here
+from tests.harness import RecordingAudit, RedisServer, free_port  # noqa: F401 - re-exported for the tests here
 
 
 @pytest.fixture
@@ -21,31 +21,9 @@ def own_redis():
     srv.stop()
 
 
-class Recorder:
-    """The audit sink interface, keeping events in a list for assertions."""
-
-    def __init__(self):
-        self.events: list[tuple[str, dict]] = []
-
-    def emit(self, kind, **fields):
-        self.events.append((kind, fields))
-
-    def kinds(self):
-        return [k for k, _ in self.events]
-
-    def of(self, kind):
-        return [f for k, f in self.events if k == kind]
-
-    async def start(self):
-        pass
-
-    async def close(self):
-        pass
-
-
 @pytest.fixture
 def audit():
-    return Recorder()
+    return RecordingAudit()
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -6,29 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import RecordingAudit
+
 HERE = Path(__file__).resolve().parent
 POLICY = HERE / "policy.yaml"
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-
-
-class RecordingAudit:
-    """An AuditSink that keeps events in a list (the tests read what the firewall wrote)."""
-
-    def __init__(self):
-        self.events: list[tuple[str, dict]] = []
-
-    def emit(self, kind, **fields):
-        self.events.append((kind, fields))
-
-    def of(self, kind):
-        return [f for k, f in self.events if k == kind]
-
-    async def start(self):
-        pass
-
-    async def close(self):
-        pass
 
 
 @pytest.fixture
