@@ -97,8 +97,7 @@ class Identity:
     def _refuse(self, flow: http.HTTPFlow, kind: str, status: int, message: str, code: str) -> None:
         REFUSED.labels(code).inc()
         flow.metadata[flowmeta.OUTCOME] = code
-        rpc_id = None
-        flow.response = errors.response(kind, status, message, code, rpc_id=rpc_id,
+        flow.response = errors.response(kind, status, message, code,
                                         headers={"www-authenticate": 'Bearer realm="airlock"'}
                                         if status == 401 else None)
 
