@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -163,10 +164,11 @@ class _Lifecycle:
 class Airlock:
     """One running Airlock process."""
 
-    def __init__(self, cfg: Config, sidecar: bool = False, workers: int = 1):
+    def __init__(self, cfg: Config, sidecar: bool = False, worker: int | None = None):
         self.cfg = cfg
         self.sidecar = sidecar
-        self.reuse_port = workers > 1
+        self.worker = worker                   # index under ``--workers`` (proxy.workers), else None
+        self.reuse_port = worker is not None
         self.rt: Runtime | None = None
         self.master: Master | None = None
         self.admin_runner = None
@@ -208,11 +210,16 @@ class Airlock:
             stream_large_bodies=str(4 * cfg.max_body_bytes),
         )
         from .admin.app import start_admin
-        self.admin_runner = await start_admin(self, cfg)
+        if self.worker is None:
+            self.admin_runner = await start_admin(self, cfg)
+        else:                                  # the supervisor serves the admin address for all workers
+            from .workers import socket_path
+            self.admin_runner = await start_admin(self, cfg, unix=socket_path(cfg, self.worker))
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        check_ports(self.cfg, self.sidecar, self.reuse_port)
+        if self.worker is None:                # the supervisor checked them for its workers
+            check_ports(self.cfg, self.sidecar)
         await self.start()
         for s in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(s, lambda: loop.create_task(self.stop()))
@@ -230,7 +237,10 @@ class Airlock:
         asyncio.get_running_loop().call_later(1.0, self._drop_errorcheck)
         gc.collect()
         gc.freeze()          # start-up heap -> permanent generation: no 30-40 ms gen2 pauses later
-        print(self.banner(), file=sys.stderr, flush=True)
+        if self.worker is None:
+            print(self.banner(), file=sys.stderr, flush=True)
+        else:
+            log.info("worker %d ready (pid %d)", self.worker, os.getpid())
 
     def _drop_errorcheck(self) -> None:
         try:
@@ -305,9 +315,16 @@ def _redact_url(url: str | None) -> str:
 
 def serve(cfg: Config, sidecar: bool = False, workers: int = 1) -> int:
     import uvloop
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from . import workers as wk
+    index = wk.worker_index()
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if index is None else \
+        f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s"
+    logging.basicConfig(level=logging.WARNING, format=fmt)
     logging.getLogger("airlock").setLevel(logging.INFO)
-    app = Airlock(cfg, sidecar=sidecar, workers=workers)
+    if index is None and workers > 1:
+        return wk.supervise(cfg, workers, sidecar)
+    app = Airlock(cfg, sidecar=sidecar, worker=index)
     try:
         uvloop.run(app.run())
     except (StartupError, ConfigError) as e:

@@ -101,12 +101,18 @@ def build_app(airlock, cfg: Config) -> web.Application:
     return app
 
 
-async def start_admin(airlock, cfg: Config):
+async def start_admin(airlock, cfg: Config, unix: Path | None = None):
+    """The admin API on ``listen.admin``, or on the Unix socket ``unix`` (a worker under a supervisor)."""
     addr = cfg.listen.get("admin")
-    if not addr:
+    if not addr and unix is None:
         return None
-    host, port = split_hostport(addr, "listen.admin", cfg.source)
     runner = web.AppRunner(build_app(airlock, cfg), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=512).start()
+    if unix is not None:
+        unix.parent.mkdir(parents=True, exist_ok=True)
+        await web.UnixSite(runner, str(unix)).start()
+        os.chmod(unix, 0o600)
+    else:
+        host, port = split_hostport(addr, "listen.admin", cfg.source)
+        await web.TCPSite(runner, host, port, backlog=512).start()
     return runner
