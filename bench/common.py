@@ -42,6 +42,17 @@ def wait_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def rss_mb(pid: int) -> float:
+    """VmRSS of process ``pid`` in MB (NaN once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def pinned(cmd: list[str], cpu: str) -> list[str]:
     return (["taskset", "-c", cpu] if shutil.which("taskset") and CPUS > 1 else []) + cmd
 
@@ -71,13 +82,7 @@ class Proc:
         return self
 
     def rss_mb(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
+        return rss_mb(self.proc.pid)
 
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
@@ -174,6 +179,15 @@ def openai_upstream(events: int = 20, pace_ms: float = 0.0) -> Proc:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+def redis_server() -> Proc:
+    """A throwaway ``redis-server`` (no persistence) on the load generator's core; ``.url`` is its URL."""
+    port = free_port()
+    p = Proc(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+             port, cpu=LOAD_CPU)
+    p.url = f"redis://127.0.0.1:{port}/0"
+    return p
 
 
 def cpu_seconds(pid: int) -> float:

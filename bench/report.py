@@ -1,6 +1,8 @@
 """Renders bench/RESULTS.md from the saved scenario results (bench/run.py) and checks the issue's targets."""
 from __future__ import annotations
 
+from .targets import DEFAULT
+
 _KEEP_START, _KEEP_END = "<!-- analysis:start -->", "<!-- analysis:end -->"
 
 TITLES = {
@@ -86,8 +88,7 @@ def targets_table(results: dict) -> str:
 
     hp = R.get("http_post") or {}
     peers = [k for k in hp if k.startswith("LiteLLM")]
-    for al, bare in (("airlock run (defaults)", "bare mitmproxy"),
-                     ("airlock run, python -O", "bare mitmproxy, python -O")):
+    for al, bare in ((DEFAULT, "bare mitmproxy, python -O"), ("airlock run --debug-checks", "bare mitmproxy")):
         a, b = _g(hp, al, "c50_rps"), _g(hp, bare, "c50_rps")
         if a is not None and b:
             r = a / b
@@ -101,7 +102,7 @@ def targets_table(results: dict) -> str:
                 f"≤ {lim:g} ms", v is not None and d is not None and v - d <= lim,
                 "" if v is None or d is None else f"{v - d - lim:.2f} ms over")
     for p in peers or ["LiteLLM proxy"]:
-        for al in ("airlock run (defaults)", "airlock run, python -O"):
+        for al in (DEFAULT, "airlock run --debug-checks"):
             a, l = _g(hp, al, "c50_rps"), _g(hp, p, "c50_rps")
             add(f"{al} vs {p} (c50 req/s)", f"{a / l:.1f}×" if a and l else None, "≥ 10×",
                 bool(a and l and a / l >= 10), f"{10 - a / l:.1f}× short" if a and l else "")

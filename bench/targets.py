@@ -35,11 +35,13 @@ def bare_mitmproxy(upstream_url: str, optimize: bool = False):
 
 
 @contextlib.contextmanager
-def airlock(upstream_url: str, optimize: bool = False, extra: dict | None = None, redis: str | None = None,
+def airlock(upstream_url: str, optimize: bool | None = False, extra: dict | None = None, redis: str | None = None,
             addons: list[str] | None = None, workers: int = 1, cpu: str = PROXY_CPU):
     """Airlock with a provider ``bench`` (OpenAI kind) in front of ``upstream_url``; yields (proc, token).
 
     ``addons``: only these addons (bench/airlock_addons.py), else the whole chain as ``airlock run``.
+    ``optimize``: True = ``python -O``; False = ``--debug-checks`` (no ``-O``); None = as ``airlock run``
+    starts by default (it re-executes itself under ``-O``).
     ``workers``: ``airlock run --workers N``. ``cpu``: the taskset CPU list for the process(es)."""
     work = Path(tempfile.mkdtemp(prefix="bench-airlock-"))
     gw, admin = free_port(), free_port()
@@ -56,7 +58,7 @@ def airlock(upstream_url: str, optimize: bool = False, extra: dict | None = None
     entry = ["-m", "bench.airlock_addons", "--addons", ",".join(addons), "--"] if addons is not None \
         else ["-m", "proxy.cli.main"]
     cmd = [PY] + (["-O"] if optimize else []) + entry + ["run", "-c", str(work / "airlock.yaml")] + \
-        (["--workers", str(workers)] if workers > 1 else [])
+        (["--workers", str(workers)] if workers > 1 else []) + (["--debug-checks"] if optimize is False else [])
     try:
         with Proc(cmd, gw, cwd=work, cpu=cpu, env={"AIRLOCK_ADMIN_TOKEN": token, "PYTHONPATH": str(ROOT),
                                                      "BENCH_UPSTREAM_KEY": "sk-bench-upstream"}) as p:
@@ -104,20 +106,23 @@ def bare(upstream_url: str, optimize: bool = False):
 
 
 @contextlib.contextmanager
-def gateway(upstream_url: str, optimize: bool = False, addons: list[str] | None = None, **kw):
+def gateway(upstream_url: str, optimize: bool | None = False, addons: list[str] | None = None, **kw):
     """Airlock's gateway; ``url`` is the provider prefix, so ``url + "/v1/chat/completions"`` works."""
     with airlock(upstream_url, optimize, addons=addons, **kw) as (p, token):
         yield Target(p.url, {"authorization": f"Bearer {token}"}, p)
+
+
+DEFAULT = "airlock run (defaults: re-runs itself with -O)"
 
 
 def catalogue(optimize_too: bool = True, groups: bool = True, peers: dict | None = None) -> dict:
     """{name: factory(upstream_url) -> context manager yielding a Target}, in the order to run them."""
     out = {"direct": direct,
            "bare mitmproxy": lambda u: bare(u),
-           "airlock run (defaults)": lambda u: gateway(u)}
+           "airlock run --debug-checks": lambda u: gateway(u, False)}
     if optimize_too:
         out["bare mitmproxy, python -O"] = lambda u: bare(u, True)
-        out["airlock run, python -O"] = lambda u: gateway(u, True)
+    out[DEFAULT] = lambda u: gateway(u, None)
     if groups:
         for name, addons in ADDON_GROUPS.items():
             out[f"airlock -O, addons: {name}"] = (lambda a: lambda u: gateway(u, True, addons=a))(addons)

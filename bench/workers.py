@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import http_post, targets
-from .common import CPUS, PY, ROOT, median, openai_upstream, wrk
+from .common import CPUS, PY, ROOT, median, openai_upstream, redis_server, wrk
 
 
 def _tree(pid: int) -> list[int]:
@@ -52,12 +52,12 @@ def run(workers: int = 2, seconds: float = 5, runs: int = 3, optimize: bool = Tr
         out["skipped"] = "`airlock run` has no --workers option in this build"
         return out
     all_cpus = ",".join(str(i) for i in range(CPUS))
-    with openai_upstream() as up:
+    with openai_upstream() as up, redis_server() as store:      # several workers share state through Redis
         up_url = f"http://127.0.0.1:{up.port}"
         for n, cpu in ((1, None), (workers, all_cpus)):
             log(f"  workers: {n}")
             kw = {"cpu": cpu} if cpu else {}
-            with targets.gateway(up_url, optimize, workers=n, **kw) as t:
+            with targets.gateway(up_url, optimize, workers=n, redis=store.url, **kw) as t:
                 url = t.url + http_post.PATH
                 wrk(url, 50, 2, http_post.BODY, headers=t.headers)
                 rs = [wrk(url, 50, seconds, http_post.BODY, headers=t.headers) for _ in range(runs)]
