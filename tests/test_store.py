@@ -134,3 +134,36 @@ async def test_memory_store_keeps_durable_keys_across_restart(tmp_path):
     s2 = MemoryStore(path)
     assert await s2.hgetall("key:abc") == {"hash": b"h", "record": b"{}"}
     assert await s2.get("budget:x") is None
+
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The memory store's wall clock, moved by the test (TTLs of minutes pass at once)."""
+    from proxy.store import memory
+    now = [1_000_000.0]
+    monkeypatch.setattr(memory.time, "time", lambda: now[0])
+    return now
+
+
+async def test_memory_store_drops_expired_keys_nobody_reads_again(clock):
+    """A past minute's rate-limit counter is never read again: it must still leave memory."""
+    s = MemoryStore()
+    for minute in range(5000):                 # 5000 minutes of one limiter, one new key each
+        clock[0] += 60
+        await s.reserve(f"rl:r:agent:{minute}:req", 1, 100, ttl=120)
+    size = s.size()
+    assert size["keys"] <= 3 and size["with_ttl"] <= 3 and size["deadlines"] <= 3, size
+    assert await s.get("rl:r:agent:4999:req") == b"1"
+
+
+async def test_memory_store_deadline_heap_stays_bounded_when_ttls_are_renewed(clock):
+    from proxy.store.memory import HEAP_SLACK
+    s = MemoryStore()
+    for _ in range(20_000):                    # one key whose TTL is set again on every write
+        clock[0] += 0.01
+        await s.set("approval:x", b"1", ttl=3600)
+    assert s.size()["deadlines"] <= 2 + HEAP_SLACK
+    clock[0] += 3601
+    await s.set("other", b"1", ttl=10)
+    assert await s.get("approval:x") is None and s.size()["keys"] == 1

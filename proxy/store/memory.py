@@ -1,14 +1,17 @@
 """The embedded default store: one process, no setup.
 
 Everything lives in dicts guarded by the event loop (no awaits inside an
-operation, so each method is atomic). Keys without a TTL under the durable
-prefixes (gateway keys, approvals) are snapshotted to a JSON file so they
-survive a restart of the embedded default.
+operation, so each method is atomic). An expired key is dropped when it is
+read, or by ``_reap`` on a later TTL write if nobody reads it again (a past
+minute's rate-limit counter): memory stays flat over time. Keys without a TTL
+under the durable prefixes (gateway keys, approvals) are snapshotted to a
+JSON file so they survive a restart of the embedded default.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import inspect
 import logging
 import os
@@ -25,6 +28,7 @@ from .base import Store, Subscriber
 log = logging.getLogger(__name__)
 DURABLE_PREFIXES = ("key:", "approval", "mcp:toolhash:", "session:")
 SNAPSHOT_DELAY = 0.2     # seconds; SIGTERM flushes at once (close)
+HEAP_SLACK = 1024        # stale deadline entries tolerated before the heap is rebuilt from _expiry
 
 
 class MemoryStore(Store):
@@ -33,6 +37,7 @@ class MemoryStore(Store):
     def __init__(self, persist_path: str | Path | None = None):
         self._data: dict[str, Any] = {}          # str -> bytes | dict[str, bytes] | float | dict[str, float](zset)
         self._expiry: dict[str, float] = {}
+        self._deadlines: list[tuple[float, str]] = []   # min-heap over _expiry (may hold stale entries)
         self._subs: list[tuple[str, Subscriber]] = []
         self._scripts: dict[str, Callable[..., Any]] = {}
         self._persist = Path(persist_path) if persist_path else None
@@ -60,6 +65,8 @@ class MemoryStore(Store):
                 self._data[key] = value
             if exp is not None:
                 self._expiry[key] = exp
+                self._deadlines.append((exp, key))
+        heapq.heapify(self._deadlines)
 
     def _snapshot(self) -> None:
         with self._write_lock:
@@ -117,9 +124,28 @@ class MemoryStore(Store):
 
     def _set_ttl(self, key: str, ttl: float | None) -> None:
         if ttl is not None:
-            self._expiry[key] = time.time() + ttl
+            now = time.time()
+            self._reap(now)
+            self._expiry[key] = exp = now + ttl
+            heapq.heappush(self._deadlines, (exp, key))
         else:
             self._expiry.pop(key, None)
+
+    def _reap(self, now: float) -> None:
+        """Drop keys whose TTL has passed (O(log n) each). Without it a key that is never read
+        again (a past minute's rate-limit counter, a past day's budget) would stay forever."""
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            exp, key = heapq.heappop(heap)
+            if self._expiry.get(key) == exp:         # else stale: the TTL was changed or removed
+                self._alive(key)
+        if len(heap) > 2 * len(self._expiry) + HEAP_SLACK:
+            self._deadlines = [(exp, key) for key, exp in self._expiry.items()]
+            heapq.heapify(self._deadlines)
+
+    def size(self) -> dict[str, int]:
+        """Key counts (for tests and diagnostics)."""
+        return {"keys": len(self._data), "with_ttl": len(self._expiry), "deadlines": len(self._deadlines)}
 
     # -- key/value -------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
