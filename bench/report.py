@@ -159,8 +159,10 @@ def render(meta: dict, results: dict, order: list[str], previous: str = "") -> s
            f"load generators and the upstream (bench/upstream.py, aiohttp on uvloop) share CPU 0, so proxy figures "
            f"are per core and direct figures are a lower bound for the upstream. Load average (1/5/15 min) before: "
            f"{meta.get('load_before')}, after: {meta.get('load_after')}.\n",
-           "Lines named `python -O` run the proxy with `python -O` (drops mitmproxy's `__debug__` type checks "
-           "*and its `assert`s*); the others run as `airlock run` does by default. Airlock's config: "
+           "`airlock run` re-runs itself under `python -O` by default (drops mitmproxy's `__debug__` type checks "
+           "*and its `assert`s*); `--debug-checks` lines run without it, as do the bare mitmproxy lines not named "
+           "`python -O`. Child processes (the audit ingester, workers) inherit the proxy's CPU pinning unless "
+           "a line says otherwise. Airlock's config: "
            "`policies/default.yaml`, audit on (chDB in process), in-process store, provider `bench` (OpenAI kind) "
            "in front of the upstream with a key injected from the environment.\n"]
     if meta.get("reruns"):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import http_post, targets
-from .common import CPUS, PY, ROOT, median, openai_upstream, redis_server, wrk
+from .common import CPUS, PY, ROOT, cpu_seconds, median, openai_upstream, redis_server, wrk
 
 
 def _tree(pid: int) -> list[int]:
@@ -60,12 +60,22 @@ def run(workers: int = 2, seconds: float = 5, runs: int = 3, optimize: bool = Tr
             with targets.gateway(up_url, optimize, workers=n, redis=store.url, **kw) as t:
                 url = t.url + http_post.PATH
                 wrk(url, 50, 2, http_post.BODY, headers=t.headers)
+                cpu0 = _tree_cpu(t.pid)
                 rs = [wrk(url, 50, seconds, http_post.BODY, headers=t.headers) for _ in range(runs)]
+                cpu = _tree_cpu(t.pid) - cpu0
                 out[f"w{n}_rps"] = median([r.rps for r in rs])
+                out[f"w{n}_req_per_cpu_s"] = round(sum(r.requests for r in rs) / cpu) if cpu > 0 else None
                 out[f"w{n}_errors"] = sum(r.errors for r in rs)
                 out[f"w{n}_processes"] = _airlocks(t.pid)
     out["scaling"] = round(out[f"w{workers}_rps"] / out["w1_rps"], 2) if out.get("w1_rps") else None
+    a, b = out.get("w1_req_per_cpu_s"), out.get(f"w{workers}_req_per_cpu_s")
+    out["cpu_efficiency"] = round(b / a, 2) if a and b else None
     return out
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants (supervisor, workers, audit ingester)."""
+    return sum(c for c in (cpu_seconds(p) for p in _tree(pid)) if c == c)
 
 
 def table(res: dict) -> str:
@@ -76,4 +86,6 @@ def table(res: dict) -> str:
             f"| 1 (pinned to the proxy core) | {res['w1_processes']} | {res['w1_rps']:.0f} | {res['w1_errors']} |\n"
             f"| {n} (all {res['cpus']} cores, shared with wrk + upstream) | {res[f'w{n}_processes']} | "
             f"{res[f'w{n}_rps']:.0f} | {res[f'w{n}_errors']} |\n\nScaling {n} vs 1: **{res['scaling']}×** "
-            f"(target ≥ {0.9 * n:.1f}×).\n")
+            f"(target ≥ {0.9 * n:.1f}×). Requests per CPU-second of the whole Airlock process tree: "
+            f"{res.get('w1_req_per_cpu_s')} with 1 worker, {res.get(f'w{n}_req_per_cpu_s')} with {n} "
+            f"(efficiency {res.get('cpu_efficiency')}: what {n} workers would scale to given {n} free cores).\n")
