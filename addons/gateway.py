@@ -89,8 +89,13 @@ class Gateway:
             self.rt.audit.emit("usage", **audit_fields(row))
             return
         if flow.client_conn.timestamp_end is not None and call.admission is not None:
-            await self.keeper.ledger.release(call.admission)   # the caller left while we reserved
+            # The caller left while we reserved: give the reservation back and do not forward the
+            # call (forwarded, the provider would bill a call no reservation covers).
+            await self.keeper.ledger.release(call.admission)
             call.admission = None
+            flow.metadata[flowmeta.OUTCOME] = "client_disconnected"
+            if flow.killable:
+                flow.kill()
             return
         if call.stream:
             flow.request.headers["accept-encoding"] = "identity"

@@ -99,7 +99,7 @@ class Metering:
         msg = (flow.error.msg if flow.error else "") or ""
         if call.cut_reason:
             status = "cut"
-        elif "client" in msg.lower():
+        elif "client" in msg.lower() or flow.metadata.get(flowmeta.OUTCOME) == "client_disconnected":
             status = "client_disconnected"
         else:
             status = "upstream_error"

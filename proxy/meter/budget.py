@@ -18,13 +18,18 @@ spend of a call never passes what it reserved.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import math
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from .holds import Holds
+from .metrics import OVERSHOOTS
 from .prices import Rates
 
+log = logging.getLogger(__name__)
 SCOPES = ("account", "flow", "subject", "agent", "key")
 _PERIOD_TTL = {"hour": 2 * 3600, "day": 2 * 86400, "month": 33 * 86400, "total": None}
 EPS = 1e-9
@@ -93,6 +98,7 @@ class Admission:
     output_allowance: int | None = None
     reserved_usd: float = 0.0
     basis: list[tuple[str, float]] = field(default_factory=list)   # (unit, amount) of each hard budget hold
+    id: str = field(default_factory=lambda: secrets.token_hex(8))    # the store holds this call's reservations under it
 
     def allowance_for(self, usage, rates: Rates | None) -> int | None:
         """The output allowance once the provider's real input count is known."""
@@ -125,6 +131,7 @@ class Request:
 class Ledger:
     def __init__(self, store) -> None:
         self.store = store
+        self.holds = Holds(store)
 
     def needs_estimate(self, engine, identity, model: str | None) -> bool:
         """Does any limit need the input estimate at admission (a hard budget, a tokens rate limit)?"""
@@ -167,7 +174,8 @@ class Ledger:
                                         ("tok", rl.tokens_per_minute, req.input_tokens + req.output_cap)):
                 if limit is None:
                     continue
-                ok, current = await self.store.reserve(f"{base}:{unit}", amount, float(limit), ttl=120)
+                key = f"{base}:{unit}"
+                ok, got, current = await self.holds.reserve(key, adm.id, amount, amount, float(limit), 120)
                 if not ok:
                     what = "requests" if unit == "req" else "tokens"
                     adm.ok, adm.status, adm.code, adm.rule, adm.retry_after = False, 429, "rate_limited", rl.id, retry
@@ -177,7 +185,7 @@ class Ledger:
                         adm.message = (f"rate limit {rl.id!r}: this call needs about {amount} tokens, more than "
                                        f"the {limit} tokens per minute allowed; lower max_tokens or the prompt")
                     return False
-                adm.holds.append(Hold(f"{base}:{unit}", amount, unit, rl.id, rl.scope, value, float(limit), True))
+                adm.holds.append(Hold(key, got, unit, rl.id, rl.scope, value, float(limit), True, 120))
         return True
 
     async def _budgets(self, engine, req: Request, adm: Admission, now: float) -> bool:
@@ -215,13 +223,8 @@ class Ledger:
                 if not b.hard:
                     adm.soft.append(Hold(key, 0.0, unit, b.name, b.scope, value, limit, False, ttl))
                     continue
-                ok, current = await self.store.reserve(key, amount, limit, ttl=ttl)
-                got = amount
-                if not ok:
-                    remaining = (limit - current) * (1 - EPS)
-                    if remaining >= minimum:
-                        ok, current = await self.store.reserve(key, remaining, limit, ttl=ttl)
-                        got = remaining
+                # all of ``amount``, or (one call at a time) what is left if that is at least ``minimum``
+                ok, got, current = await self.holds.reserve(key, adm.id, amount, minimum, limit, ttl)
                 if not ok:
                     adm.ok, adm.status, adm.code, adm.rule = False, 429, "budget_exceeded", b.name
                     shown = f"${limit:.4f}" if unit == "usd" else f"{int(limit)} tokens"
@@ -232,7 +235,7 @@ class Ledger:
                     if b.period != "total":
                         adm.retry_after = _seconds_to_next(b.period, now)
                     return False
-                adm.holds.append(Hold(key, got, unit, b.name, b.scope, value, limit, True))
+                adm.holds.append(Hold(key, got, unit, b.name, b.scope, value, limit, True, ttl))
                 if unit == "usd":
                     adm.reserved_usd += got
                 adm.basis.append((unit, got))
@@ -258,9 +261,13 @@ class Ledger:
                 actual = float(usage_tokens)
             else:
                 continue        # request counters stay as they are
-            delta = actual - h.amount
-            if abs(delta) > 1e-15:
-                await self.store.incr(h.key, delta)
+            if actual > h.amount * (1 + 1e-9) + 1e-12:
+                OVERSHOOTS.labels(h.unit).inc()
+                log.warning("budget %s: a call settled at %s %s, above the %s it held (the provider went past "
+                            "the cap sent to it); no partial reservation on %s %s until the period ends",
+                            h.name, actual, h.unit, h.amount, h.scope, h.value)
+            if not await self.holds.settle(h.key, adm.id, actual, h.ttl):
+                log.warning("budget %s: hold of a call already settled or released; ignored", h.name)
             h.amount = actual
         for h in adm.soft:
             actual = cost_usd if h.unit == "usd" else float(usage_tokens)
@@ -275,8 +282,7 @@ class Ledger:
         """Give back everything reserved (a refused or failed call)."""
         holds, adm.holds = adm.holds, []
         for h in holds:
-            if h.amount:
-                await self.store.incr(h.key, -h.amount)
+            await self.holds.settle(h.key, adm.id, 0.0, h.ttl)
 
     # -- reporting ---------------------------------------------------------------------------
     async def snapshot(self, engine=None) -> list[dict]:
@@ -286,6 +292,8 @@ class Ledger:
             limits[b.name] = b
         rows = []
         for key in sorted(await self.store.scan("budget:")):
+            if key.endswith(":holds"):
+                continue
             parts = key.split(":")
             if len(parts) < 5:
                 continue

@@ -13,3 +13,6 @@ FAILURES = Counter("airlock_gateway_failures_total",
                    "Internal failures in the gateway/metering path (the call was denied or billed by estimate)",
                    ["stage"])
 BUDGET_ALERTS = Counter("airlock_budget_alerts_total", "Soft budgets that went over their limit", ["budget"])
+OVERSHOOTS = Counter("airlock_budget_overshoots_total",
+                     "Calls that settled above what they reserved under a hard limit (the provider passed the "
+                     "cap sent to it, or the input estimate was low), by unit", ["unit"])

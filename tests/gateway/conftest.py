@@ -1,12 +1,40 @@
 """Fixtures of the gateway tests: one Airlock in front of the replayed recordings."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
+from proxy.flowmeta import Identity
+from proxy.store import MemoryStore
 from tests.harness import Airlock, wait_until
+
+
+@dataclass
+class FakeEngine:   # the Engine's gateway attributes, built directly
+    models: list = field(default_factory=list)
+    budgets: list = field(default_factory=list)
+    rate_limits: list = field(default_factory=list)
+    prices: dict = field(default_factory=dict)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request):
+    if request.param == "memory":
+        s = MemoryStore()
+    else:
+        from proxy.store.redis import RedisStore
+        s = RedisStore(request.getfixturevalue("redis_url"))
+        await s.start()
+        for k in await s.scan("budget:") + await s.scan("rl:"):
+            await s.delete(k)
+    yield s
+    await s.close()
+
+
+WHO = Identity(token_id="tok1", account="acme", subject="alice", agent="bot")
 
 # provider name -> recording served by the replay upstream (tests.upstreams)
 RECORDED = {

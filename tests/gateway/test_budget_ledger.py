@@ -3,7 +3,6 @@ partial reservations, settlement, rate limits, periods."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -12,32 +11,7 @@ from proxy.meter import prices
 from proxy.meter.admission import Gatekeeper, Settings, api_of, filter_models, model_rule, output_cap
 from proxy.meter.budget import Ledger, Request, bucket
 from proxy.policy import Budget, ModelRule, RateLimit
-from proxy.store import MemoryStore
-
-
-@dataclass
-class FakeEngine:   # the Engine's gateway attributes, built directly
-    models: list = field(default_factory=list)
-    budgets: list = field(default_factory=list)
-    rate_limits: list = field(default_factory=list)
-    prices: dict = field(default_factory=dict)
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request):
-    if request.param == "memory":
-        s = MemoryStore()
-    else:
-        from proxy.store.redis import RedisStore
-        s = RedisStore(request.getfixturevalue("redis_url"))
-        await s.start()
-        for k in await s.scan("budget:") + await s.scan("rl:"):
-            await s.delete(k)
-    yield s
-    await s.close()
-
-
-WHO = Identity(token_id="tok1", account="acme", subject="alice", agent="bot")
+from tests.gateway.conftest import WHO, FakeEngine
 
 
 async def test_concurrent_reservations_never_pass_the_limit(store):
