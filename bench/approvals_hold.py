@@ -8,7 +8,12 @@ Measures, against a local JSON-RPC upstream:
     (goal: within 10%).
 
 Usage: .venv/bin/python -m bench.approvals_hold [--holds 10000] [--seconds 5] [--redis URL] [--write]
+       [--trace FRAMES] [--bare]
 ``run()`` returns the figures as a dict; ``--write`` records them in bench/RESULTS.md.
+The RSS is the proxy process's only (the clients live in this process). A probe loaded into the
+proxy (``PROBE``) reports its GC pauses while holding and while releasing; ``--trace`` also reports
+tracemalloc's top allocators per held call (tracing inflates RSS and latency: a diagnostic run).
+``--bare`` measures the floor: a bare mitmproxy in its own process holding requests in an await.
 """
 from __future__ import annotations
 
@@ -37,6 +42,47 @@ approval_workflows:
   - {name: bench, timeout_seconds: 1800}
 tools:
   - {id: hold-me, name: hold_me, action: require_approval, approval_workflow: bench}
+"""
+
+
+# Loaded into the `airlock run` process (as sitecustomize, via PYTHONPATH). SIGUSR1: reset the GC pause
+# counters (and start tracemalloc if AIRLOCK_BENCH_TRACE is set); SIGUSR2: write the pauses since then
+# and, if tracing, the top allocators still alive, to AIRLOCK_BENCH_OUT.
+PROBE = """
+import gc, json, os, signal, time, tracemalloc
+_t0 = [0.0]
+_gc = {}
+def _cb(phase, info):
+    if phase == "start":
+        _t0[0] = time.perf_counter()
+        return
+    ms = (time.perf_counter() - _t0[0]) * 1000
+    n, total, worst = _gc.get(info["generation"], (0, 0.0, 0.0))
+    _gc[info["generation"]] = (n + 1, total + ms, max(worst, ms))
+gc.callbacks.append(_cb)
+def _reset(signum, frame):
+    _gc.clear()
+    if os.environ.get("AIRLOCK_BENCH_TRACE") and not tracemalloc.is_tracing():
+        gc.collect()
+        tracemalloc.start(int(os.environ["AIRLOCK_BENCH_TRACE"]))
+def _dump(signum, frame):
+    out = {"gc": {f"gen{g}": {"collections": n, "total_ms": round(t, 1), "max_ms": round(w, 2)}
+                  for g, (n, t, w) in sorted(_gc.items())}}
+    if tracemalloc.is_tracing():
+        gc.collect()
+        snap = tracemalloc.take_snapshot()
+        stats = snap.statistics("traceback")
+        out["alloc"] = [[" <- ".join(f"{'/'.join(f.filename.rsplit('/', 2)[-2:])}:{f.lineno}" for f in s.traceback),
+                         s.size, s.count] for s in stats[:40]]
+        out["alloc_total"] = [sum(s.size for s in stats), sum(s.count for s in stats)]
+        out["alloc_by_file"] = [[str(s.traceback[0].filename).split("site-packages/")[-1], s.size, s.count]
+                                for s in snap.statistics("filename")[:15]]
+    path = os.environ["AIRLOCK_BENCH_OUT"]
+    with open(path + ".tmp", "w") as f:
+        json.dump(out, f)
+    os.replace(path + ".tmp", path)
+signal.signal(signal.SIGUSR1, _reset)
+signal.signal(signal.SIGUSR2, _dump)
 """
 
 
@@ -113,7 +159,29 @@ async def held_gauge(admin: httpx.AsyncClient) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-async def _run(holds: int, seconds: float, redis: str | None) -> dict:
+async def _probe(a: Airlock, path: Path) -> dict:
+    """Ask the proxy's probe (PROBE) for its figures: SIGUSR2, then read what it wrote."""
+    import signal
+    path.unlink(missing_ok=True)
+    a.proc.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 300
+    while not path.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return json.loads(path.read_text())
+
+
+def _per_call(probe: dict, holds: int) -> dict:
+    """tracemalloc figures per held call, by source line."""
+    size, count = probe["alloc_total"]
+    return {"tracemalloc_bytes_per_held_call": round(size / holds),
+            "tracemalloc_blocks_per_held_call": round(count / holds, 1),
+            "tracemalloc_top_per_held_call": [f"{b / holds:.0f} B {c / holds:.1f} blocks {where}"
+                                              for where, b, c in probe["alloc"][:25]],
+            "tracemalloc_by_file_per_held_call": [f"{b / holds:.0f} B {c / holds:.1f} blocks {where}"
+                                                  for where, b, c in probe["alloc_by_file"]]}
+
+
+async def _run(holds: int, seconds: float, redis: str | None, trace: int = 0) -> dict:
     up_port = free_port()
     runner = await upstream(up_port)
     tmp = Path(tempfile.mkdtemp(prefix="airlock-bench-approvals-"))
@@ -123,7 +191,14 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
            "approvals": {"max_hold_seconds": 1800}}
     if redis:
         cfg["store"] = {"redis": redis}
-    a = Airlock(cfg, workdir=tmp / "airlock")
+    (tmp / "probe").mkdir()
+    (tmp / "probe" / "sitecustomize.py").write_text(PROBE)
+    probe_out = tmp / "probe.json"
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp / "probe"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "AIRLOCK_BENCH_OUT": str(probe_out)}
+    if trace:                                         # tracemalloc in the proxy: its RSS and latency then include tracing
+        env["AIRLOCK_BENCH_TRACE"] = str(trace)       # frames per traceback
+    a = Airlock(cfg, workdir=tmp / "airlock", env=env)
     await asyncio.to_thread(a.start)
     out: dict = {"holds": holds, "store": "redis" if redis else "memory"}
     try:
@@ -134,6 +209,8 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
         await throughput(port, token, 1.0)                                        # warm up
         out["rps_no_holds"] = round(await throughput(port, token, seconds), 1)
         out["rss_mb_before"] = round(rss_mb(a.proc.pid)[0], 1)
+        import signal
+        a.proc.send_signal(signal.SIGUSR1)            # probe: count GC pauses from here (and trace, if asked)
 
         answers: dict[int, asyncio.Future] = {}
         loop = asyncio.get_running_loop()
@@ -179,6 +256,10 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
         out["rss_mb_held"] = round(rss, 1)
         out["rss_mb_peak"] = round(hwm, 1)
         out["rss_kb_per_held_call"] = round((rss - out["rss_mb_before"]) * 1024 / max(1, holds), 1)
+        probe = await _probe(a, probe_out)
+        out["gc_while_holding"] = probe["gc"]
+        if trace:
+            out.update(_per_call(probe, holds))
         out["rps_with_holds"] = round(await throughput(port, token, seconds), 1)
         out["rps_ratio"] = round(out["rps_with_holds"] / out["rps_no_holds"], 3)
 
@@ -186,6 +267,7 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
         ids = {p["arguments"]["n"]: p["id"] for p in pending if not answers[p["arguments"]["n"]].done()}
         out["pending_listed"] = len(ids)
         lat = []
+        a.proc.send_signal(signal.SIGUSR1)            # probe: GC pauses during the release samples
         sample = [n for n in range(0, holds, max(1, holds // 300)) if n in ids][:300]
         for n in sample:
             t0 = time.perf_counter()
@@ -194,6 +276,7 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
             t_end, status, _ = await asyncio.wait_for(answers[n], 30)
             assert status == 200
             lat.append((t_end - t0) * 1000)
+        out["gc_while_releasing"] = (await _probe(a, probe_out))["gc"]
         lat.sort()
         out["release_ms_p50"] = round(statistics.median(lat), 2)
         out["release_ms_p99"] = round(lat[int(len(lat) * 0.99) - 1], 2)
@@ -222,8 +305,11 @@ async def _run(holds: int, seconds: float, redis: str | None) -> dict:
     return out
 
 
-async def _bare(holds: int) -> dict:
-    """The floor: RSS per held request of a bare mitmproxy (no Airlock addons, no store, no audit)."""
+async def _bare_serve(holds: int) -> None:
+    """The floor, server side (its own process): a bare mitmproxy (no Airlock addons, no store, no
+    audit) holding requests in an await. Talks to the parent over stdin/stdout, one line each."""
+    import gc
+
     from mitmproxy import http, options
     from mitmproxy.addons import core, next_layer, proxyserver
     from mitmproxy.master import Master
@@ -238,49 +324,80 @@ async def _bare(holds: int) -> dict:
             await fut
             flow.response = http.Response.make(200, b"ok")
 
+    loop = asyncio.get_running_loop()
     port = free_port()
     m = Master(options.Options())
     hold = Hold()
     m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), hold)
     m.options.update(mode=[f"reverse:http://127.0.0.1:9@127.0.0.1:{port}"], connection_strategy="lazy")
-    task = asyncio.get_running_loop().create_task(m.run())
-    await asyncio.sleep(1)
-    import gc
+    task = loop.create_task(m.run())
+    while not await _port_open(port):
+        await asyncio.sleep(0.05)
     gc.collect()
-    before = rss_mb(os.getpid())[0]
-    conns = []
-    for i in range(holds):
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request_bytes(port, "x", i, "hold_me", {"n": i}))
-        conns.append(writer)
-        if i % 200 == 199:
-            await asyncio.sleep(0.05)
+    gc.freeze()                                        # as `airlock run` does after start-up
+    print(json.dumps({"port": port}), flush=True)
     while len(hold.futs) < holds:
         await asyncio.sleep(0.1)
     gc.collect()
-    after = rss_mb(os.getpid())[0]
+    print(json.dumps({"held": len(hold.futs)}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)   # the parent has read our RSS
     for f in hold.futs:
         f.set_result(None)
-    await asyncio.sleep(1)
-    for w in conns:
-        w.close()
     m.shutdown()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def _port_open(port: int) -> bool:
+    try:
+        _, w = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    w.close()
+    return True
+
+
+async def _bare(holds: int) -> dict:
+    """The floor, client side: the held connections live in this process, the RSS is the server's only."""
+    import subprocess
+    proc = subprocess.Popen([sys.executable, "-m", "bench.approvals_hold", "--bare-serve", "--holds", str(holds)],
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = json.loads(await asyncio.to_thread(proc.stdout.readline))["port"]
+        await asyncio.sleep(0.5)
+        before = rss_mb(proc.pid)[0]
+        conns = []
+        for i in range(holds):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request_bytes(port, "x", i, "hold_me", {"n": i}))
+            conns.append(writer)
+            if i % 200 == 199:
+                await asyncio.sleep(0.05)
+        json.loads(await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 600))
+        after = rss_mb(proc.pid)[0]
+        proc.stdin.write("release\n")
+        proc.stdin.flush()
+        await asyncio.to_thread(proc.wait, 60)
+        for w in conns:
+            w.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     return {"bare_mitmproxy_kb_per_held_call": round((after - before) * 1024 / holds, 1),
-            "bare_note": "bench client sockets share that process"}
+            "bare_note": "server process RSS only (client in another process)"}
 
 
 def bare_floor(holds: int) -> dict:
-    import subprocess
-    out = subprocess.run([sys.executable, "-m", "bench.approvals_hold", "--bare", "--holds", str(holds)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    lines = [x for x in out.stdout.splitlines() if x.strip()]
-    return json.loads("\n".join(lines[lines.index("{"):])) if "{" in lines else {"bare_error": out.stderr[-300:]}
-
-
-def run(holds: int = 10_000, seconds: float = 5.0, redis: str | None = None, floor: bool = True) -> dict:
     import uvloop
-    res = uvloop.run(_run(holds, seconds, redis))
+    try:
+        return uvloop.run(_bare(holds))
+    except Exception as e:                              # the floor is context; the main figures still count
+        return {"bare_error": f"{type(e).__name__}: {e}"[:300]}
+
+
+def run(holds: int = 10_000, seconds: float = 5.0, redis: str | None = None, floor: bool = True,
+        trace: int = 0) -> dict:
+    import uvloop
+    res = uvloop.run(_run(holds, seconds, redis, trace))
     if floor:
         res.update(bare_floor(min(holds, 5000)))
     return res
@@ -333,13 +450,22 @@ if __name__ == "__main__":
     p.add_argument("--redis", default=None, help="redis://... to use a Redis store (default: in-process)")
     p.add_argument("--write", action="store_true", help="record the figures in bench/RESULTS.md")
     p.add_argument("--bare", action="store_true", help="only measure a bare mitmproxy holding requests")
+    p.add_argument("--trace", type=int, default=0, metavar="FRAMES",
+                   help="tracemalloc in the proxy (FRAMES per traceback): top allocators per held call "
+                        "(RSS and latency then include tracing)")
+    p.add_argument("--bare-serve", action="store_true", help=argparse.SUPPRESS)   # --bare's server process
     args = p.parse_args()
-    if args.bare:
+    if args.bare_serve:
         import logging
+
+        import uvloop
         logging.disable(logging.CRITICAL)
-        print(json.dumps(asyncio.run(_bare(args.holds)), indent=2))
+        uvloop.run(_bare_serve(args.holds))
         sys.exit(0)
-    result = run(args.holds, args.seconds, args.redis)
+    if args.bare:
+        print(json.dumps(bare_floor(args.holds), indent=2))
+        sys.exit(0)
+    result = run(args.holds, args.seconds, args.redis, floor=not args.trace, trace=args.trace)
     print(json.dumps(result, indent=2))
     if args.write:
         write_results(result)
