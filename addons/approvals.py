@@ -53,13 +53,7 @@ class Approvals:
         decision = flow.metadata.get(flowmeta.DECISION)
         if decision is None or getattr(decision, "action", None) != "require_approval":
             return None
-        return self._hold(flow, call, decision)
-
-    async def _hold(self, flow: http.HTTPFlow, call: dict, decision) -> None:
-        try:
-            await self.gate.hold(flow, call, decision)
-        except Exception as e:                  # fail closed, whatever went wrong
-            self.gate.fail(flow, call, e)
+        return self.gate.hold(flow, call, decision)          # fails closed itself, whatever goes wrong
 
     def _mcp_other(self, flow: http.HTTPFlow) -> None:
         body = flowmeta.request_json(flow)

@@ -14,6 +14,7 @@ from typing import Any
 from .. import flowmeta
 from ..policy import Workflow
 from . import metrics, replies
+from .heap import HeldHeap
 from .links import LinkSigner
 from .model import APPROVED, PENDING, fingerprint, redact
 from .notify import Notifier
@@ -38,7 +39,8 @@ class Gate:
         self.notifier: Notifier | None = None
         self.service = ApprovalService(rt.store, rt.audit, self.settings, workflows=self.workflow)
         self.responder = Responder(self, self.settings.keepalive_seconds, rt.config.ssl_insecure)
-        self.by_client: dict[str, set[str]] = {}
+        self.by_client: dict[str, list[str]] = {}      # client connection id -> approvals held for it
+        self.heap = HeldHeap()
         self._ready: asyncio.Task | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -84,22 +86,27 @@ class Gate:
 
     # -- the request hook -------------------------------------------------------------------------
     async def hold(self, flow: Any, call: dict, decision: Any) -> None:
-        await self.ready()
-        ctx = call.get("context")
-        name = decision.approval_workflow
-        wf = self.workflow(name) or Workflow(name=name or "default")
-        if name and self.workflow(name) is None:
-            log.warning("policy names approval workflow %r, which it does not define; using defaults", name)
-        modern = flow.request.headers.get("mcp-protocol-version", "") >= MODERN
-        fields = dict(tool=call["tool"], server=call.get("server"), workflow=wf, rule=decision.rule,
-                      reason=decision.reason, arguments=redact(call.get("args") or {}),
-                      agent=getattr(ctx, "agent", None), subject=getattr(ctx, "subject", None),
-                      account=getattr(ctx, "account", None), flow=getattr(ctx, "flow", None),
-                      session=getattr(ctx, "session_id", None), justification=call.get("justification"))
-        if wf.async_approval:
-            await self._async(flow, call, fields, modern)
-        else:
-            await self._sync(flow, call, fields, modern)
+        """The addon's coroutine for a governed call (no wrapper frame: 10,000 may be held at once).
+        Any exception denies the call (fail closed): mitmproxy would forward a request whose hook raised."""
+        try:
+            await self.ready()
+            ctx = call.get("context")
+            name = decision.approval_workflow
+            wf = self.workflow(name) or Workflow(name=name or "default")
+            if name and self.workflow(name) is None:
+                log.warning("policy names approval workflow %r, which it does not define; using defaults", name)
+            modern = flow.request.headers.get("mcp-protocol-version", "") >= MODERN
+            fields = dict(tool=call["tool"], server=call.get("server"), workflow=wf, rule=decision.rule,
+                          reason=decision.reason, arguments=redact(call.get("args") or {}),
+                          agent=getattr(ctx, "agent", None), subject=getattr(ctx, "subject", None),
+                          account=getattr(ctx, "account", None), flow=getattr(ctx, "flow", None),
+                          session=getattr(ctx, "session_id", None), justification=call.get("justification"))
+            if wf.async_approval:
+                await self._async(flow, call, fields, modern)
+            else:
+                await self._sync(flow, call, fields, modern)
+        except Exception as e:
+            self.fail(flow, call, e)
 
     async def _sync(self, flow: Any, call: dict, fields: dict, modern: bool) -> None:
         req = await self.service.create(**fields)
@@ -121,10 +128,12 @@ class Gate:
             flow.metadata[flowmeta.OUTCOME] = "approval_client_gone"
             return
         metrics.HELD.inc()
+        self.heap.started()
         try:
             state = await self.service.wait(rid, left)
         finally:
             metrics.HELD.dec()
+            self.heap.ended()
             self._untrack(flow, rid)
         if flow.client_conn.timestamp_end is not None:          # the client went away: never forwarded
             self.spawn(self.service.cancel(rid, "client disconnected while held"))
@@ -203,12 +212,13 @@ class Gate:
             self.spawn(self.service.cancel(approval_id, f"approval path failed: {str(exc)[:200]}"))
 
     def _track(self, flow: Any, approval_id: str) -> None:
-        self.by_client.setdefault(flow.client_conn.id, set()).add(approval_id)
+        self.by_client.setdefault(flow.client_conn.id, []).append(approval_id)
 
     def _untrack(self, flow: Any, approval_id: str) -> None:
         ids = self.by_client.get(flow.client_conn.id)
         if ids is not None:
-            ids.discard(approval_id)
+            if approval_id in ids:
+                ids.remove(approval_id)
             if not ids:
                 self.by_client.pop(flow.client_conn.id, None)
 

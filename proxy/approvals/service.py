@@ -25,6 +25,7 @@ from typing import Any
 
 
 from . import scripts
+from .deadlines import Deadlines
 from .model import (APPROVE, APPROVED, CANCELLED, DENY, EXPIRED, FINAL, KEY_PREFIX, PENDING,
                     ApprovalRequest, compact_json, new_id, norm_name)
 from .settings import Settings
@@ -86,7 +87,8 @@ class ApprovalService:
         self.settings = settings or Settings()
         self.notifier = notifier
         self.workflows = workflows or (lambda name: None)
-        self._waiters: dict[str, set[asyncio.Future]] = {}
+        self._waiters: dict[str, list[asyncio.Future]] = {}    # approval id -> futures of the calls held here
+        self._deadlines = Deadlines()
         self._recheck = iter(())
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
@@ -114,6 +116,7 @@ class ApprovalService:
                 except (asyncio.CancelledError, Exception):
                     pass
         self._fail_waiters(ApprovalError("Airlock is shutting down"))
+        self._deadlines.clear()
         self.started = False
 
     def spawn(self, coro) -> asyncio.Task:
@@ -284,19 +287,19 @@ class ApprovalService:
 
         Raises ``StoreUnavailable`` when the store stops answering meanwhile."""
         fut = asyncio.get_running_loop().create_future()
-        futs = self._waiters.setdefault(approval_id, set())
-        futs.add(fut)
+        futs = self._waiters.setdefault(approval_id, [])
+        futs.append(fut)
+        timed = False
         try:
             state = await self._state(approval_id)     # a decision published before we listened
             if state is None:
                 raise ApprovalError(f"approval request {approval_id} vanished from the store")
             if state in FINAL:
                 return state
-            try:
-                async with asyncio.timeout(max(0.0, timeout)):
-                    return await fut
-            except TimeoutError:
-                return await self.expire(approval_id)
+            self._deadlines.add(timeout, fut)          # one timer for all held calls, not one each
+            timed = True
+            state = await fut
+            return state if state is not None else await self.expire(approval_id)
         except ApprovalError:
             raise
         except asyncio.CancelledError:
@@ -304,9 +307,11 @@ class ApprovalService:
         except Exception as e:
             raise StoreUnavailable(f"approval store unavailable: {type(e).__name__}: {e}") from e
         finally:
-            futs.discard(fut)
+            futs.remove(fut)
             if not futs:
                 self._waiters.pop(approval_id, None)
+            if timed:
+                self._deadlines.released()
 
     # -- the sweeper: expiry, escalation, store health --------------------------------------------------
     async def _sweep_loop(self) -> None:

@@ -1,6 +1,9 @@
 """Shared bits of the approvals tests."""
 from __future__ import annotations
 
+import asyncio
+import time
+
 from proxy.policy import Workflow
 
 WORKFLOWS = {
@@ -10,3 +13,13 @@ WORKFLOWS = {
     "short": Workflow(name="short", timeout_seconds=1),
     "short-approve": Workflow(name="short-approve", timeout_seconds=1, on_timeout="allow"),
 }
+
+
+async def wait_for(cond, timeout=10.0):
+    """Poll ``cond()`` until it is true (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        await asyncio.sleep(0.02)
+    return False

@@ -20,6 +20,7 @@ from proxy.approvals.settings import Settings
 from proxy.policy import Workflow
 from proxy.store.memory import MemoryStore
 
+from tests.approvals.approvals_helpers import wait_for
 from tests.harness import free_port as _free_port
 
 
@@ -49,15 +50,6 @@ class Receiver:
 
     async def __aexit__(self, *exc):
         await self.runner.cleanup()
-
-
-async def wait_for(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 async def test_links_sign_expire_and_single_use(tmp_path):

@@ -12,7 +12,7 @@ from proxy.approvals.settings import Settings
 from proxy.policy import Workflow
 from proxy.store.redis import RedisStore
 
-from tests.approvals.approvals_helpers import WORKFLOWS
+from tests.approvals.approvals_helpers import WORKFLOWS, wait_for
 
 
 async def make(service, wf="one", **kw):
@@ -120,6 +120,8 @@ async def test_timeout_expires_and_denies(service, audit):
     assert time.monotonic() - t0 < 9
     got = await service.get(req.id)
     assert got.state == "expired" and got.decided_by == "timeout"
+    # the sweeper audits the expiry after publishing it: the waiter may wake first (Redis)
+    assert await wait_for(lambda: audit.of("approval.expired"))
     assert audit.of("approval.expired")[0]["approval_id"] == req.id
     assert (await service.vote(req.id, "alice", "approve")).status in ("closed", "expired")
 
