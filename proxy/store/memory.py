@@ -5,7 +5,8 @@ operation, so each method is atomic). An expired key is dropped when it is
 read, or by ``_reap`` on a later TTL write if nobody reads it again (a past
 minute's rate-limit counter): memory stays flat over time. Keys without a TTL
 under the durable prefixes (gateway keys, approvals) are snapshotted to a
-JSON file so they survive a restart of the embedded default.
+JSON file, and what changes afterwards to a journal next to it (folded into a
+new snapshot once it outgrows it), so they survive a restart of the embedded default.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from .base import Store, Subscriber
 log = logging.getLogger(__name__)
 DURABLE_PREFIXES = ("key:", "approval", "mcp:toolhash:", "session:")
 SNAPSHOT_DELAY = 0.2     # seconds; SIGTERM flushes at once (close)
+JOURNAL_MIN_BYTES = 1 << 20   # the journal is folded into a new snapshot once larger than this and the snapshot
 HEAP_SLACK = 1024        # stale deadline entries tolerated before the heap is rebuilt from _expiry
 
 
@@ -42,61 +44,84 @@ class MemoryStore(Store):
         self._scripts: dict[str, Callable[..., Any]] = {}
         self._persist = Path(persist_path) if persist_path else None
         self._dirty = False
-        self._changed: set[str] = set()          # durable keys written since the last snapshot
-        self._encoded: dict[str, tuple] = {}     # durable key -> its snapshot entry (see _write_snapshot)
+        self._changed: set[str] = set()          # durable keys written since the last flush
+        self._journal = self._persist.with_suffix(".journal") if self._persist else None
+        self._journal_bytes = 0                  # appended since the last full snapshot
+        self._snapshot_bytes = 0
         self._flusher: asyncio.Task | None = None
         self._write_lock = threading.Lock()
-        if self._persist and self._persist.exists():
+        if self._persist and (self._persist.exists() or self._journal.exists()):
             self._load()
 
     # -- persistence ---------------------------------------------------------------------
     def _load(self) -> None:
+        """The snapshot file, then the journal of what changed after it."""
         try:
-            raw = orjson.loads(self._persist.read_bytes())
+            if self._persist.exists():
+                raw = orjson.loads(self._persist.read_bytes())
+                self._snapshot_bytes = self._persist.stat().st_size
+                for key, entry in raw.items():
+                    self._put(key, entry)
         except (OSError, orjson.JSONDecodeError) as e:
             log.warning("store snapshot %s unreadable (%s); starting empty", self._persist, e)
+            self._data.clear()
+            self._expiry.clear()
+            self._deadlines.clear()
             return
-        for key, (typ, value, exp) in raw.items():
-            if exp is not None and exp <= time.time():
-                continue
-            if typ == "b":
-                self._data[key] = base64.b64decode(value)
-            elif typ == "h":
-                self._data[key] = {f: base64.b64decode(v) for f, v in value.items()}
-            else:
-                self._data[key] = value
-            if exp is not None:
-                self._expiry[key] = exp
-                self._deadlines.append((exp, key))
-            self._changed.add(key)                           # the next snapshot keeps what we loaded
+        try:
+            lines = self._journal.read_bytes().splitlines() if self._journal.exists() else []
+        except OSError as e:
+            log.warning("store journal %s unreadable (%s); using the snapshot alone", self._journal, e)
+            lines = []
+        for n, line in enumerate(lines):
+            try:
+                delta = orjson.loads(line)
+            except orjson.JSONDecodeError:          # a write cut short by a crash: the rest is lost
+                log.warning("store journal %s: line %d of %d unreadable; dropped it and what follows",
+                            self._journal, n + 1, len(lines))
+                break
+            for key, entry in delta.items():
+                self._put(key, entry)
+            self._journal_bytes += len(line) + 1
         heapq.heapify(self._deadlines)
 
+    def _put(self, key: str, entry: list | None) -> None:
+        """One snapshot or journal entry back into the store (None: the key was deleted)."""
+        self._data.pop(key, None)
+        self._expiry.pop(key, None)
+        if entry is None:
+            return
+        typ, value, exp = entry
+        if exp is not None and exp <= time.time():
+            return
+        if typ == "b":
+            self._data[key] = base64.b64decode(value)
+        elif typ == "h":
+            self._data[key] = {f: base64.b64decode(v) for f, v in value.items()}
+        else:
+            self._data[key] = value
+        if exp is not None:
+            self._expiry[key] = exp
+            self._deadlines.append((exp, key))
+
     def _snapshot(self) -> None:
-        self._write_snapshot(self._entries())
+        """Everything durable in the snapshot file, and an empty journal (start-up, close, compaction)."""
+        self._write_snapshot(self._everything())
 
-    def _entries(self) -> dict[str, tuple]:
-        """The snapshot's content, on the event loop thread (no await: a consistent view).
+    def _everything(self) -> dict[str, tuple]:
+        self._changed.clear()
+        return {k: e for k in list(self._data) if (e := self._entry(k)) is not None}
 
-        Only keys written since the last snapshot are encoded again: with 10,000 pending
-        approvals, encoding every hash each time cost ~50 ms of GIL per snapshot (every 0.2 s
-        while decisions arrive), which stalled the event loop."""
-        changed, self._changed = self._changed, set()
-        for key in changed:
-            value = self._data.get(key)
-            if value is None or not self._alive(key):
-                self._encoded.pop(key, None)
-            elif isinstance(value, bytes):
-                self._encoded[key] = ("b", base64.b64encode(value).decode(), self._expiry.get(key))
-            elif isinstance(value, dict) and all(isinstance(v, bytes) for v in value.values()):
-                self._encoded[key] = ("h", {f: base64.b64encode(v).decode() for f, v in value.items()},
-                                      self._expiry.get(key))
-            else:
-                self._encoded[key] = ("v", dict(value) if isinstance(value, dict) else value, self._expiry.get(key))
-        now = time.time()
-        for key in [k for k, (_, _, exp) in self._encoded.items() if exp is not None and exp <= now]:
-            self._alive(key)                                 # expired since it was encoded: drop it
-            del self._encoded[key]
-        return dict(self._encoded)
+    def _entry(self, key: str) -> tuple | None:
+        """One key as the snapshot keeps it; None if it is gone (or not durable)."""
+        if not key.startswith(DURABLE_PREFIXES) or not self._alive(key):
+            return None
+        value, exp = self._data[key], self._expiry.get(key)
+        if isinstance(value, bytes):
+            return ("b", base64.b64encode(value).decode(), exp)
+        if isinstance(value, dict) and all(isinstance(v, bytes) for v in value.values()):
+            return ("h", {f: base64.b64encode(v).decode() for f, v in value.items()}, exp)
+        return ("v", dict(value) if isinstance(value, dict) else value, exp)
 
     def _write_snapshot(self, entries: dict[str, tuple]) -> None:
         with self._write_lock:
@@ -104,6 +129,28 @@ class MemoryStore(Store):
             tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(orjson.dumps(entries))
             os.replace(tmp, self._persist)
+            self._journal.unlink(missing_ok=True)
+            self._journal_bytes = 0
+            self._snapshot_bytes = self._persist.stat().st_size
+
+    def _append(self, delta: dict[str, tuple | None]) -> None:
+        line = orjson.dumps(delta) + b"\n"
+        with self._write_lock:
+            with open(self._journal, "ab") as f:
+                f.write(line)
+            self._journal_bytes += len(line)
+
+    def _flush(self) -> tuple[Callable[..., None], Any]:
+        """What to write now, taken on the event loop thread (no await: a consistent view).
+
+        Only the keys written since the last flush are encoded and appended to the journal:
+        with 10,000 pending approvals, encoding every hash each time cost ~50 ms of GIL per
+        snapshot (every 0.2 s while decisions arrive), which stalled the event loop. The whole
+        snapshot is written again once the journal outgrows it (and at close)."""
+        if self._journal_bytes > max(JOURNAL_MIN_BYTES, self._snapshot_bytes):
+            return self._write_snapshot, self._everything()
+        changed, self._changed = self._changed, set()
+        return self._append, {k: self._entry(k) for k in changed}
 
     def _touch(self, key: str) -> None:
         if self._persist and key.startswith(DURABLE_PREFIXES):
@@ -119,14 +166,14 @@ class MemoryStore(Store):
         # coalesce: one snapshot for all the durable writes of the next SNAPSHOT_DELAY seconds
         # (writing the whole snapshot per write is O(n^2) with thousands of pending approvals)
         await asyncio.sleep(SNAPSHOT_DELAY)
-        if self._dirty:
+        while self._dirty:                  # writes made while the last one was written out go next
             self._dirty = False
-            await asyncio.to_thread(self._write_snapshot, self._entries())
+            await asyncio.to_thread(*self._flush())
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():
             await self._flusher
-        if self._persist and self._dirty:
+        if self._persist and (self._dirty or self._journal_bytes):     # fold the journal in
             self._dirty = False
             self._snapshot()
 
