@@ -204,10 +204,17 @@ class Wrapper:
                                    modern=jsonrpc.is_modern(msg)), stripped
 
     async def from_server(self, line: bytes) -> bytes:
-        if not self.list_ids or b'"tools"' not in line:
+        if not self.list_ids:
+            return line
+        if b'"tools"' not in line:
+            if b'"error"' in line:                            # a tools/list that failed: forget its id
+                value, err = jsonrpc.loads(line)
+                if not err and isinstance(value, dict) and "method" not in value and _plain(value.get("id")):
+                    self.list_ids.discard(value["id"])
             return line
         value, err = jsonrpc.loads(line)
-        if err or not isinstance(value, dict) or "method" in value or value.get("id") not in self.list_ids:
+        if err or not isinstance(value, dict) or "method" in value or not _plain(value.get("id")) \
+                or value["id"] not in self.list_ids:
             return line
         self.list_ids.discard(value["id"])
         if not isinstance(value.get("result"), dict):
@@ -219,6 +226,11 @@ class Wrapper:
             return orjson.dumps(jsonrpc.error(value["id"], jsonrpc.INTERNAL_ERROR,
                                               f"Airlock could not filter tools/list ({e})")) + b"\n"
         return orjson.dumps(value) + b"\n"
+
+
+def _plain(rid: Any) -> bool:
+    """A JSON-RPC id that can be looked up (a server may send an object or array as id)."""
+    return isinstance(rid, (str, int, float)) or rid is None
 
 
 async def wrap(argv: list[str], server: str, identity: dict[str, str | None], decider: Any) -> int:

@@ -24,6 +24,7 @@ JUSTIFICATION_DESCRIPTION = (
     "Why this call is needed for the user's task, in one or two sentences. "
     "It is reviewed and audited by Airlock and is not passed to the tool.")
 KEY_PREFIX = "mcp:toolhash:"
+SEEN_MAX = 50_000        # tool hashes remembered in process; past it the memo starts again (the store is the truth)
 
 
 def tool_hash(tool: dict) -> str:
@@ -108,6 +109,8 @@ class ToolWatch:
                 continue
             if await self._record(key, server, name, h):
                 changed.append(name)
+            if len(self._seen) >= SEEN_MAX:     # servers may invent tool names without end
+                self._seen.clear()
             self._seen[key] = h
         return changed
 
