@@ -1,8 +1,9 @@
 """RSS of Airlock's gateway over many requests (1M in ``make bench``): it must stay flat.
 
-wrk drives 50 keep-alive connections of the 1 KB POST in slices; after each slice the process's RSS is
-sampled. The first 10% is warm-up (allocator pools, caches, the audit queue reaching its steady size);
-growth is measured from there to the end and reported per 100k requests.
+wrk drives 50 keep-alive connections of the 1 KB POST in slices; after each slice the RSS of the proxy
+process and of its whole process tree (the proxy plus its children, e.g. the audit ingester with chDB)
+is sampled. The first 10% is warm-up (allocator pools, caches, the audit queue reaching its steady size);
+growth is measured from there to the end and reported per 100k requests, for the proxy and the tree.
 
     python -m bench.rss [--requests 1000000] [-O]
 """
@@ -13,22 +14,51 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from . import http_post, targets
-from .common import openai_upstream, wrk
+from .common import openai_upstream, rss_mb, wrk
 
 FLAT_MB_PER_100K = 1.0          # what we call flat: a slope under 1 MB per 100k requests after warm-up
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and every descendant (children of any thread: the ingester is spawned from one)."""
+    parent: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parent.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parent.get(pid, ()))
+    return out
+
+
+def tree_rss_mb(root: int) -> float:
+    """Sum of VmRSS over the process tree (pages shared between processes are counted in each)."""
+    return sum(mb for mb in map(rss_mb, tree_pids(root)) if mb == mb)     # a child that just exited: NaN
+
+
+def _sample(t, done: int) -> tuple[int, float, float]:
+    return done, round(t.rss_mb(), 1), round(tree_rss_mb(t.pid), 1)
 
 
 def run(requests: int = 1_000_000, optimize: bool = True, slice_s: float = 10.0,
         max_seconds: float | None = None) -> dict:
     """Serve ``requests`` (or stop after ``max_seconds`` of load, whichever comes first)."""
-    samples: list[tuple[int, float]] = []
+    samples: list[tuple[int, float, float]] = []      # (requests served, proxy MB, process tree MB)
     errors = 0
     with openai_upstream() as up:
         with targets.gateway(f"http://127.0.0.1:{up.port}", optimize) as t:
             url = t.url + "/v1/chat/completions"
-            samples.append((0, round(t.rss_mb(), 1)))
+            samples.append(_sample(t, 0))
             done = 0
             stop = time.monotonic() + max_seconds if max_seconds else float("inf")
             while done < requests and time.monotonic() < stop:
@@ -38,7 +68,7 @@ def run(requests: int = 1_000_000, optimize: bool = True, slice_s: float = 10.0,
                     break
                 done += r.requests
                 errors += r.errors
-                samples.append((done, round(t.rss_mb(), 1)))
+                samples.append(_sample(t, done))
     return {"requests": samples[-1][0], "errors": errors, "samples": samples, **stats(samples)}
 
 
@@ -49,7 +79,7 @@ def _slope(points: list) -> float | None:
     return round(statistics.linear_regression([p[0] for p in points], [p[1] for p in points]).slope * 1e5, 3)
 
 
-def stats(samples: list) -> dict:
+def _stats(samples: list) -> dict:
     total = samples[-1][0]
     after = [s for s in samples if s[0] >= 0.1 * total] or samples[-1:]
     half = [s for s in samples if s[0] >= 0.5 * total]
@@ -60,18 +90,34 @@ def stats(samples: list) -> dict:
             "flat": slope is not None and slope < FLAT_MB_PER_100K}
 
 
+def stats(samples: list) -> dict:
+    """Figures of the proxy process; ``tree_*`` of its process tree when the samples have it
+    (older results have (requests, MB) pairs only). Flat means both are flat."""
+    out = _stats([s[:2] for s in samples])
+    if all(len(s) > 2 for s in samples):
+        tree = _stats([(s[0], s[2]) for s in samples])
+        out.update({f"tree_{k}": v for k, v in tree.items()})
+        out["flat"] = out["flat"] and tree["flat"]
+    return out
+
+
 def table(res: dict) -> str:
     pts = res["samples"]
     res = {**res, **stats(pts)}
     step = max(1, len(pts) // 12)
-    series = ", ".join(f"{n // 1000}k: {mb:.0f}" for n, mb in pts[::step] + ([pts[-1]] if (len(pts) - 1) % step
-                                                                            else []))
-    return (f"| requests | errors | RSS start / after 10% / end / max MB | growth after warm-up | slope per 100k "
-            f"(after 10% / second half) | flat (< {FLAT_MB_PER_100K} MB/100k) |\n|---:|---:|---|---:|---|---|\n"
-            f"| {res['requests']} | {res['errors']} | {res['rss_start_mb']} / {res['rss_warm_mb']} / "
-            f"{res['rss_end_mb']} / {res['rss_max_mb']} | {res['growth_after_warmup_mb']} MB | "
-            f"{res['mb_per_100k']} / {res['mb_per_100k_second_half']} MB | {'yes' if res['flat'] else '**no**'} |"
-            f"\n\nRSS (MB) by requests served: {series}. Slopes are least-squares fits over the samples.\n")
+    shown = pts[::step] + ([pts[-1]] if (len(pts) - 1) % step else [])
+    tree = "tree_mb_per_100k" in res
+    series = ", ".join(f"{s[0] // 1000}k: {s[1]:.0f}" + (f" ({s[2]:.0f})" if tree else "") for s in shown)
+    rows = [("proxy process", "")] + ([("process tree", "tree_")] if tree else [])
+    lines = [f"| {what} | {res['requests']} | {res['errors']} | {res[p + 'rss_start_mb']} / {res[p + 'rss_warm_mb']} / "
+             f"{res[p + 'rss_end_mb']} / {res[p + 'rss_max_mb']} | {res[p + 'growth_after_warmup_mb']} MB | "
+             f"{res[p + 'mb_per_100k']} / {res[p + 'mb_per_100k_second_half']} MB |" for what, p in rows]
+    return (f"| RSS of | requests | errors | RSS start / after 10% / end / max MB | growth after warm-up | slope "
+            f"per 100k (after 10% / second half) |\n|---|---:|---:|---|---:|---|\n" + "\n".join(lines) +
+            f"\n\nFlat (< {FLAT_MB_PER_100K} MB/100k{' for both' if tree else ''}): "
+            f"{'yes' if res['flat'] else '**no**'}. RSS (MB) by requests served"
+            f"{' (process tree in brackets)' if tree else ''}: {series}. Slopes are least-squares fits over the "
+            f"samples; the tree sums each process's RSS.\n")
 
 
 def main() -> int:
