@@ -181,6 +181,15 @@ def openai_upstream(events: int = 20, pace_ms: float = 0.0) -> Proc:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def redis_server() -> Proc:
+    """A throwaway ``redis-server`` (no persistence) on the load generator's core; ``.url`` is its URL."""
+    port = free_port()
+    p = Proc(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+             port, cpu=LOAD_CPU)
+    p.url = f"redis://127.0.0.1:{port}/0"
+    return p
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (its threads included)."""
     try:
