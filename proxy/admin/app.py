@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import Config, split_hostport
+from ..identity import Keys, TokenError
 from ..modules import optional
 from . import keys as keys_routes
 
@@ -52,6 +53,8 @@ def build_app(airlock, cfg: Config) -> web.Application:
     rt = airlock.rt
     token = resolve_admin_token(cfg)
     public = ["/healthz"]
+    agent_paths: set[str] = set()          # routes agents' hooks call: an admin OR a gateway token
+    keys = rt.services.setdefault("keys", Keys(rt.store))
     route_defs: list = []
     for area in AREAS:
         mod = optional(f"proxy.admin.{area}")
@@ -59,13 +62,20 @@ def build_app(airlock, cfg: Config) -> web.Application:
             continue
         route_defs += mod.routes(rt)
         public += list(getattr(mod, "PUBLIC_PREFIXES", []))
+        agent_paths.update(getattr(mod, "AGENT_PATHS", []))
 
     @web.middleware
     async def auth(request: web.Request, handler):
         if not any(request.path == p or (p.endswith("/") and request.path.startswith(p)) for p in public):
             given = request.headers.get("authorization", "")
-            if not (given[:7].lower() == "bearer " and hmac.compare_digest(given[7:].strip(), token)):
-                return json_error(401, "admin token required: pass --admin-token or set AIRLOCK_ADMIN_TOKEN")
+            bearer = given[7:].strip() if given[:7].lower() == "bearer " else ""
+            if not (bearer and hmac.compare_digest(bearer, token)):
+                if request.path not in agent_paths or not bearer.startswith("alk_"):
+                    return json_error(401, "admin token required: pass --admin-token or set AIRLOCK_ADMIN_TOKEN")
+                try:                  # agent-facing routes also take the caller's own gateway token
+                    request["identity"] = await keys.verify(bearer)
+                except TokenError as e:
+                    return json_error(401, str(e))
         try:
             return await handler(request)
         except web.HTTPException:

@@ -7,6 +7,8 @@
 ``POST /v1/mcp/tools/list``  {server, result} -> {result (filtered + annotated), hidden, changed}
 ``GET  /v1/mcp/tools[?server=S]`` -> {tools: [remembered hashes, changed flags]}
 ``POST /v1/mcp/tools/accept`` {server, tool} -> the record, its latest version now the baseline
+
+The first three also take a gateway token (``AGENT_PATHS``), so agents' hooks need no admin token.
 """
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ from aiohttp import web
 
 from proxy.mcp import decide
 from proxy.mcp.tools import ToolWatch
+
+# callable with the agent's own gateway token (``airlock hook``, ``airlock mcp wrap``) instead of the
+# admin token: the token's account, flow, subject and agent then replace what the body claims
+AGENT_PATHS = ["/v1/check", "/v1/mcp/tools/list", "/v1/mcp/tools"]
 
 
 async def _body(request: web.Request) -> Any:
@@ -31,7 +37,7 @@ def routes(rt) -> list[web.RouteDef]:
     watch: ToolWatch = fw.watch if fw is not None else ToolWatch(rt.store, rt.audit)
 
     async def check(request: web.Request) -> web.Response:
-        status, out = await decide.check(rt, watch, await _body(request))
+        status, out = await decide.check(rt, watch, await _body(request), request.get("identity"))
         return web.json_response(out, status=status)
 
     async def tools_list(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ class CliState:
     admin: str | None = None
     admin_token: str | None = None
     config: str | None = None
+    token: str | None = None          # an agent's gateway token (hook, mcp wrap)
 
 
 state = CliState()
@@ -59,6 +60,15 @@ class AdminClient:
         self.token = token
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                  headers={"authorization": f"Bearer {token}"} if token else {})
+
+    @classmethod
+    def for_agent(cls) -> "AdminClient":
+        """For agent-facing commands: the agent's gateway token (``--token``) when given, else the admin
+        token. The admin API takes gateway tokens on the routes agents need (``/v1/check``)."""
+        if state.token:
+            url = state.admin or os.environ.get("AIRLOCK_ADMIN_URL") or load_config().admin_url()
+            return cls(url, state.token)
+        return cls.from_ctx()
 
     @classmethod
     def from_ctx(cls) -> "AdminClient":

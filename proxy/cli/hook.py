@@ -28,7 +28,7 @@ def _run(kind: str) -> None:
         return
     decision, error = None, None
     try:
-        r = AdminClient.from_ctx().http.post("/v1/check", json=body)
+        r = AdminClient.for_agent().http.post("/v1/check", json=body)
         if r.status_code != 200:
             error = f"HTTP {r.status_code}"
         else:

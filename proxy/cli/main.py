@@ -25,8 +25,11 @@ def _globals(
                                               help="Admin token (default: env, then <data_dir>/admin-token)."),
     config: Optional[str] = typer.Option(None, "--config", "-c", envvar="AIRLOCK_CONFIG",
                                          help="airlock.yaml to read defaults from."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="AIRLOCK_TOKEN",
+                                        help="An agent's gateway token, for 'hook' and 'mcp wrap' (instead of "
+                                             "the admin token)."),
 ) -> None:
-    state.admin, state.admin_token, state.config = admin, admin_token, config
+    state.admin, state.admin_token, state.config, state.token = admin, admin_token, config, token
 
 
 for _name in GROUPS:

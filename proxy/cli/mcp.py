@@ -56,7 +56,7 @@ def wrap(
     async def main() -> int:
         decider = None
         if not offline:
-            client = AdminClient.from_ctx()
+            client = AdminClient.for_agent()
             if _admin_alive(client):
                 decider = stdio.RemoteDecider(client.base_url, client.token)
             client.http.close()

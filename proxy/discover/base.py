@@ -67,11 +67,17 @@ class Ctx:
     def wrap_args(self, name: str, command: str, args: list) -> list[str]:
         who = ["--agent", self.agent] if self.agent else []
         who += ["--account", self.account] if self.account else []
+        # no literal token here: the entry may sit in a committed project file; ``mcp wrap`` reads the
+        # agent's AIRLOCK_TOKEN from its environment (set by onboarding where the agent has an env block)
         return [*self.global_args, "mcp", "wrap", "--server", safe_name(name), *who, "--", command,
                 *[str(a) for a in args]]
 
     def hook_command(self, kind: str) -> str:
-        return " ".join(shlex.quote(x) for x in [self.airlock, *self.global_args, "hook", kind])
+        return " ".join(shlex.quote(x) for x in [self.airlock, *self.global_args, *self._token_args(), "hook", kind])
+
+    def _token_args(self) -> list[str]:
+        """The agent's own gateway token, so hooks need no admin token (hooks live in user-level files)."""
+        return ["--token", self.token] if self.token else []
 
     def bearer(self) -> str:
         return f"Bearer {self.token}"

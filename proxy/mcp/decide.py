@@ -102,8 +102,9 @@ def text_of(value: Any) -> str | None:
 _STR_FIELDS = ("agent", "session", "server", "subject", "account", "flow", "justification", "source")
 
 
-async def check(rt: Any, watch: Any, body: Any) -> tuple[int, dict]:
-    """``POST /v1/check``: (HTTP status, answer). Bad input -> 400 with a message + audit event."""
+async def check(rt: Any, watch: Any, body: Any, identity: Any = None) -> tuple[int, dict]:
+    """``POST /v1/check``: (HTTP status, answer). Bad input -> 400 with a message + audit event.
+    ``identity``: the caller's verified gateway token; its claims win over the body's."""
     from proxy.policy import CallContext
 
     from .tools import JUSTIFICATION
@@ -126,9 +127,14 @@ async def check(rt: Any, watch: Any, body: Any) -> tuple[int, dict]:
     args.pop(JUSTIFICATION, None)
     server = body.get("server") or "native"
     changed = server != "native" and await watch.is_changed(server, tool)
-    ctx = CallContext(tool=tool, server=server, args=args, agent=body.get("agent"), subject=body.get("subject"),
-                      account=body.get("account"), flow=body.get("flow"), session_id=body.get("session"),
-                      justification=justification, tool_changed=changed)
+    who = {k: body.get(k) for k in ("agent", "subject", "account", "flow")}
+    session = body.get("session")
+    if identity is not None:
+        who.update(account=identity.account, flow=identity.flow, subject=identity.subject,
+                   agent=identity.agent or who["agent"])
+        session = session or identity.session
+    ctx = CallContext(tool=tool, server=server, args=args, session_id=session, justification=justification,
+                      tool_changed=changed, **who)
     engine = rt.policy.engine
     ev = evaluate(engine, ctx)
     outcome = "allowed" if ev.why is None else ("approval_required" if ev.why == "approval" else "refused")

@@ -113,6 +113,18 @@ def test_installed_pretooluse_hook_asks_airlock(onboarded, airlock):
     assert "no recursive deletes" in out["hookSpecificOutput"]["permissionDecisionReason"]
     assert run_hook(command, {**event, "tool_input": {"command": "ls -la"}}, env) is None   # allowed: no opinion
 
+    # the hook carries the agent's own gateway token: no admin token anywhere in its environment
+    assert "--token alk_" in command
+    agent_only = {k: v for k, v in env.items() if k != "AIRLOCK_ADMIN_TOKEN"}
+    out = run_hook(command, event, agent_only)
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny"
+    forged = command.replace("--token alk_", "--token alk_forged")
+    out = run_hook(forged, event, agent_only)                      # a bad token: 401, so fail closed
+    assert "fail closed" in out["hookSpecificOutput"]["permissionDecisionReason"]
+    r = httpx.get(airlock.admin_url + "/v1/keys", headers={"authorization": "Bearer " + command.split(
+        "--token ")[1].split()[0]}, timeout=30)
+    assert r.status_code == 401                                    # a gateway token is no admin token
+
     down = {**env, "AIRLOCK_ADMIN_URL": f"http://127.0.0.1:{free_port()}"}        # Airlock unreachable: fail closed
     out = run_hook(command, {**event, "tool_input": {"command": "ls"}}, down)
     assert out["hookSpecificOutput"]["permissionDecision"] == "deny" and "fail closed" in \

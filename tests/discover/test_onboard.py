@@ -152,7 +152,7 @@ def test_rewrites_are_correct_and_lossless_per_format(tree, cfg, airlock):
                                "ANTHROPIC_AUTH_TOKEN": tokens["claude-code"], "AIRLOCK_TOKEN": tokens["claude-code"]}
     assert settings["hooks"]["PostToolUse"][0]["matcher"] == "Edit|Write"
     [hook] = settings["hooks"]["PreToolUse"]
-    assert hook["hooks"][0]["command"].endswith(f"-c {cfg} hook claude-code")
+    assert hook["hooks"][0]["command"].endswith(f"-c {cfg} --token {tokens['claude-code']} hook claude-code")
     mcp_json = json.loads((project / ".mcp.json").read_text())
     sentry = mcp_json["mcpServers"]["sentry"]          # committed project file: a reference, not the token
     assert sentry["url"] == f"{gw}/mcp/sentry" and sentry["headers"] == {"Authorization": "Bearer ${AIRLOCK_TOKEN}"}
@@ -208,10 +208,13 @@ def test_rewrites_are_correct_and_lossless_per_format(tree, cfg, airlock):
     gem = json5.loads(text)["mcpServers"]["github"]
     assert "httpUrl" not in gem and gem["url"] == f"{gw}/mcp/github" and gem["type"] == "http" and gem["timeout"] == 30000
 
-    assert json5.loads(text)["hooks"]["BeforeTool"][0]["hooks"][0]["command"].endswith(f"-c {cfg} hook gemini")
+    assert json5.loads(text)["hooks"]["BeforeTool"][0]["hooks"][0]["command"].endswith(" hook gemini")
     cursor_hooks = json.loads((home / ".cursor" / "hooks.json").read_text())
     assert cursor_hooks["version"] == 1
-    assert cursor_hooks["hooks"]["beforeShellExecution"][0]["command"].endswith(f"-c {cfg} hook cursor")
+    assert cursor_hooks["hooks"]["beforeShellExecution"][0]["command"].endswith(" hook cursor")
+    for hook_cmd in (cursor_hooks["hooks"]["beforeShellExecution"][0]["command"],
+                     json5.loads(text)["hooks"]["BeforeTool"][0]["hooks"][0]["command"]):
+        assert f"-c {cfg} --token alk_" in hook_cmd             # the agent's own token, not the admin token
 
     # VS Code: inputs kept, legacy settings.json entry wrapped
     vs = json5.loads((home / ".config" / "Code" / "User" / "mcp.json").read_text())

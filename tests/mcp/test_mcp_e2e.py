@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import httpx
 import httpx2
 import pytest
 
@@ -172,6 +173,19 @@ def test_check_endpoint_for_native_tools(env):
     assert r.status_code == 400 and "tool" in r.json()["error"]["message"]
     r = a.admin("POST", "/v1/check", content=b"\xff not json")
     assert r.status_code == 400
+
+
+def test_check_endpoint_takes_the_agents_gateway_token(env):
+    """Hooks and wrapped servers ask with the agent's own token: no admin token on the agent's machine."""
+    a, _, token = env
+    call = {"tool": "delete_repo", "args": {"name": "x"}, "agent": "claude-code"}
+    r = httpx.post(a.admin_url + "/v1/check", json=call, headers={"authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 200 and r.json()["decision"] == "deny"
+    r = httpx.post(a.admin_url + "/v1/check", json=call, headers={"authorization": "Bearer alk_0000_forged"},
+                   timeout=30)
+    assert r.status_code == 401
+    r = httpx.get(a.admin_url + "/v1/keys", headers={"authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 401                      # only the agent-facing routes take a gateway token
 
 
 def test_explicit_proxy_mode(env):
