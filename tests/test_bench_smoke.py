@@ -44,15 +44,16 @@ def test_every_scenario_ran_without_error(smoke):
 
 
 def test_gateway_scenarios_have_figures_and_no_errors(smoke):
+    from bench.targets import DEFAULT
     _, results, _ = smoke
     post = results["http_post"]["result"]
-    assert {"direct", "bare mitmproxy", "airlock run (defaults)"} <= set(post)
+    assert {"direct", "bare mitmproxy", DEFAULT} <= set(post)
     assert any(k.startswith("airlock -O, addons:") for k in post)
     for name, r in post.items():
         assert "failed" not in r, (name, r)
         assert _num(r["c50_rps"]) and _num(r["c1_rps"]) and _num(r["c1_p50_ms"]), (name, r)
         assert r["errors"] == 0, (name, r)
-    for name in ("direct", "bare mitmproxy", "airlock run (defaults)"):
+    for name in ("direct", "bare mitmproxy", DEFAULT):
         assert post[name]["ol250_errors"] == 0 and _num(post[name]["ol250_p99_ms"]), post[name]
     sse = results["sse"]["result"]
     for name, r in sse.items():
