@@ -23,7 +23,7 @@ SESSION_HEADERS = ("x-airlock-session", "mcp-session-id", "x-session-id", "x-cla
 ENDED_PREFIX = "session:ended:"
 ENDED_CHANNEL = "sessions:ended"
 _RECHECK_SECONDS = 1.0        # how long a "not ended" answer is trusted (pub/sub makes it faster)
-_MAX_CACHE = 100_000
+_MAX_CACHE = 20_000           # "not ended" answers kept; session ids come from clients, so this is bounded
 
 
 def from_headers(headers) -> str | None:
@@ -82,9 +82,14 @@ class Sessions:
             self._ended.add(session_id)
             return True
         if len(self._fresh) >= _MAX_CACHE:
-            self._fresh.clear()
+            self._prune(now)
         self._fresh[session_id] = now
         return False
+
+    def _prune(self, now: float) -> None:
+        """Forget answers too old to be trusted anyway; all of them if that is not enough."""
+        fresh = {s: t for s, t in self._fresh.items() if now - t < _RECHECK_SECONDS}
+        self._fresh = fresh if len(fresh) < _MAX_CACHE // 2 else {}
 
     async def end(self, session_id: str, by: str = "admin", reason: str = "") -> dict[str, Any]:
         """End a session: its later calls are refused. Audited. Idempotent."""
