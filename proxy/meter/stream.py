@@ -30,6 +30,7 @@ from .usage import Usage
 log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024   # a longer "event" means this is not SSE: stop parsing, pass it on
+PENDING_TEXT = 64 * 1024            # bytes of output text kept uncounted at most (uncapped streams)
 CALL = "airlock.gateway.call"      # flow.metadata key shared by addons.gateway and addons.metering
 
 
@@ -80,7 +81,8 @@ class Call:
         if u is not None and finished and not self.cut_reason:
             return u, "provider"
         inp = u.input_tokens if u is not None and u.input_tokens else self.estimate_input()
-        out = max(self.counted_output, u.output_tokens if u is not None else 0)
+        counted = self.meter.sync() if self.meter is not None else self.counted_output
+        out = max(counted, u.output_tokens if u is not None else 0)
         return Usage(inp, out, u.cached_tokens if u else 0, u.cache_write_tokens if u else 0,
                      u.reasoning_tokens if u else 0), "counted"
 
@@ -96,10 +98,16 @@ def parser_for(api: str):
 
 
 class StreamMeter:
-    """The ``flow.response.stream`` callable for one model stream."""
+    """The ``flow.response.stream`` callable for one model stream.
+
+    Output text is tokenized lazily: a BPE token is at least one UTF-8 byte, so the bytes of
+    the text not yet counted bound its tokens from above. The text is counted exactly only
+    when that bound could pass the output allowance (so a cut stays exact), when the pending
+    text grows large, or when the call is billed on what was counted (no provider usage).
+    """
 
     __slots__ = ("call", "parser", "splitter", "counter", "factor", "raw_output", "allowance", "on_cut",
-                 "cut", "events", "input_known", "margin", "broken")
+                 "cut", "events", "input_known", "margin", "broken", "pending", "pending_bound")
 
     def __init__(self, call: Call, on_cut: Callable[[], None] | None = None) -> None:
         self.call = call
@@ -107,7 +115,9 @@ class StreamMeter:
         self.splitter = SSESplitter()
         self.counter = Counter(call.model, call.kind)
         self.factor = self.counter.factor
-        self.raw_output = 0
+        self.raw_output = 0            # tokens of the text counted so far (before the safety factor)
+        self.pending: list[str] = []   # text not counted yet
+        self.pending_bound = 0         # its UTF-8 bytes: an upper bound of its tokens
         self.allowance = call.admission.output_allowance if call.admission else None
         self.on_cut = on_cut
         self.cut = False
@@ -116,6 +126,23 @@ class StreamMeter:
         self.broken = False
         self.margin = int(self.factor + 0.999)   # cut before the next delta would pass the allowance
         call.meter = self
+
+    def sync(self) -> int:
+        """Count the pending text; set and return ``call.counted_output`` (exact)."""
+        if self.pending:
+            p = self.pending
+            self.raw_output += self.counter.count(p[0] if len(p) == 1 else "".join(p))
+            p.clear()
+            self.pending_bound = 0
+        extra = self.parser.extra if self.parser is not None else 0
+        self.call.counted_output = n = int(self.raw_output * self.factor + 0.999) + extra
+        return n
+
+    def _take(self, text: str) -> None:
+        if self.call.first_token is None:
+            self.call.first_token = time.perf_counter()
+        self.pending.append(text)
+        self.pending_bound += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
     def __call__(self, chunk: bytes):
         if self.cut:
@@ -133,6 +160,7 @@ class StreamMeter:
             return unsent if unsent else ([] if chunk else b"")
 
     def _feed(self, chunk: bytes):
+        whole = not self.splitter.pending_bytes()     # the chunk starts at an event boundary
         events = self.splitter.feed(chunk) if chunk else self.splitter.flush()
         if not events:
             if len(self.splitter.pending_bytes()) > MAX_EVENT_BYTES:
@@ -140,58 +168,65 @@ class StreamMeter:
             return [] if chunk else b""
         self.events += len(events)
         if self.allowance is None:
-            return self._feed_uncapped(events, chunk)
+            return self._feed_uncapped(events, chunk, whole and not self.splitter.pending_bytes())
         p = self.parser
         call = self.call
         out: list[bytes] = []
         for ev in events:
             text = p.on_event(ev)
             if text:
-                if call.first_token is None:
-                    call.first_token = time.perf_counter()
-                self.raw_output += self.counter.count(text)
-                call.counted_output = int(self.raw_output * self.factor + 0.999) + p.extra
+                self._take(text)
             check = bool(text)
             if p.usage is not None and p.usage is not call.usage:
                 call.usage = p.usage
                 if not self.input_known and p.usage.input_tokens:
                     # the provider's input count (Anthropic message_start) replaces our estimate
                     self.input_known = True
-                    check = check or self.raw_output == 0
+                    check = check or self.raw_output + self.pending_bound == 0
                     self.allowance = call.admission.allowance_for(p.usage, call.rates)
             if p.drop and not call.client_wants_usage:
                 continue
             out.append(ev.raw)
-            if check and not p.finished and call.counted_output + self.margin > self.allowance:
+            if check and not p.finished and self._over():
                 self._cut(out, "budget")
                 break
         if not out:
             return [] if chunk else b""
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
-    def _feed_uncapped(self, events: list, chunk: bytes):
-        """No hard budget on this call: count the chunk's text in one go, forward everything
-        (but the usage chunk the client did not ask for)."""
+    def _over(self) -> bool:
+        """Would the output pass the allowance? Counts exactly only when the bound says it might."""
+        bound = int((self.raw_output + self.pending_bound) * self.factor + 0.999) + self.parser.extra
+        if bound + self.margin <= self.allowance:
+            return False
+        return self.sync() + self.margin > self.allowance
+
+    def _feed_uncapped(self, events: list, chunk: bytes, whole: bool):
+        """No hard budget cut on this call: keep the text to count later, forward everything
+        (but the usage chunk the client did not ask for). ``whole``: the chunk is exactly these
+        events, so when none is dropped it goes on as it came (the same bytes object)."""
         p = self.parser
-        call = self.call
         on_event = p.on_event
-        hide = not call.client_wants_usage
-        texts = []
-        out = []
-        for ev in events:
+        hide = not self.call.client_wants_usage
+        out = None
+        for i, ev in enumerate(events):
             text = on_event(ev)
             if text:
-                texts.append(text)
+                self._take(text)
             if hide and p.drop:
+                if out is None:
+                    out = [e.raw for e in events[:i]]
                 continue
-            out.append(ev.raw)
-        if texts:
-            if call.first_token is None:
-                call.first_token = time.perf_counter()
-            self.raw_output += self.counter.count(texts[0] if len(texts) == 1 else "".join(texts))
-            call.counted_output = int(self.raw_output * self.factor + 0.999) + p.extra
+            if out is not None:
+                out.append(ev.raw)
+        if self.pending_bound > PENDING_TEXT:
+            self.sync()
         if p.usage is not None:
-            call.usage = p.usage
+            self.call.usage = p.usage
+        if out is None:
+            if whole and chunk:
+                return chunk
+            out = [e.raw for e in events]
         if not out:
             return [] if chunk else b""
         return out[0] if len(out) == 1 else b"".join(out)

@@ -63,6 +63,7 @@ def run_meter(name: str, seed: int = 0, wants_usage: bool = True) -> tuple[bytes
         assert r != b"", "b'' mid-stream would end an HTTP/1 chunked body"
         out.append(r if isinstance(r, bytes) else b"".join(r))
     out.append(meter(b""))
+    meter.sync()            # the output text is counted lazily: count it now, as billing does
     return b"".join(out), call, meter
 
 
