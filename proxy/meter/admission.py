@@ -157,7 +157,8 @@ class Gatekeeper:
                                                                       call.output_cap)))
         if not adm.ok:
             return call, Refusal(adm.status, adm.code or "refused", adm.message, adm.rule, adm.retry_after)
-        call.admission = adm
+        # nothing held and no soft budget to record: nothing to settle or release later
+        call.admission = adm if adm.holds or adm.soft else None
         return call, None
 
     def upstream_body(self, call: Call, body: dict) -> dict | None:

@@ -98,7 +98,7 @@ class Admission:
     output_allowance: int | None = None
     reserved_usd: float = 0.0
     basis: list[tuple[str, float]] = field(default_factory=list)   # (unit, amount) of each hard budget hold
-    id: str = field(default_factory=lambda: secrets.token_hex(8))    # the store holds this call's reservations under it
+    id: str = ""            # the store holds this call's reservations under it (set at the first one)
 
     def allowance_for(self, usage, rates: Rates | None) -> int | None:
         """The output allowance once the provider's real input count is known."""
@@ -147,6 +147,8 @@ class Ledger:
     # -- admission -------------------------------------------------------------------------
     async def admit(self, engine, req: Request) -> Admission:
         adm = Admission()
+        if not (getattr(engine, "budgets", None) or getattr(engine, "rate_limits", None)):
+            return adm          # no limit at all: no store round trip
         now = req.now if req.now is not None else time.time()
         try:
             if not await self._rate_limits(engine, req, adm, now):
@@ -175,6 +177,7 @@ class Ledger:
                 if limit is None:
                     continue
                 key = f"{base}:{unit}"
+                adm.id = adm.id or secrets.token_hex(8)
                 ok, got, current = await self.holds.reserve(key, adm.id, amount, amount, float(limit), 120)
                 if not ok:
                     what = "requests" if unit == "req" else "tokens"
@@ -224,6 +227,7 @@ class Ledger:
                     adm.soft.append(Hold(key, 0.0, unit, b.name, b.scope, value, limit, False, ttl))
                     continue
                 # all of ``amount``, or (one call at a time) what is left if that is at least ``minimum``
+                adm.id = adm.id or secrets.token_hex(8)
                 ok, got, current = await self.holds.reserve(key, adm.id, amount, minimum, limit, ttl)
                 if not ok:
                     adm.ok, adm.status, adm.code, adm.rule = False, 429, "budget_exceeded", b.name
