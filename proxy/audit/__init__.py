@@ -2,24 +2,27 @@
 
 Addons call ``rt.audit.emit(kind, **fields)`` (never blocks, never raises) or
 ``await rt.audit.write(kind, **fields)`` when the caller must not be answered
-before the row is durable (WAL fsynced). A writer thread batches rows into
-ClickHouse (chDB in process by default); see ``writer`` for the no-loss design.
+before the row is durable (WAL fsynced). The proxy only writes the WAL (``writer``);
+the ingester process (``ingester``) inserts it into ClickHouse and answers queries.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from . import metrics as m
+from .clickhouse import redacted_dsn
 from .events import Redactor
-from .writer import Writer, redacted_dsn
+from .supervise import IngesterLink
+from .writer import Writer
 
 log = logging.getLogger("airlock.audit")
 
-__all__ = ["AuditSink", "open_audit", "DEFAULTS"]
+__all__ = ["AuditSink", "open_audit", "wal_dir_of", "DEFAULTS"]
 
 DEFAULTS: dict[str, Any] = {"batch_size": 5000, "flush_seconds": 1.0, "queue_size": 100_000,
                             "preview_chars": 512, "fail_closed": True}
@@ -30,13 +33,16 @@ class AuditSink:
 
     def __init__(self, dsn: str, wal_dir: str | Path, *, batch_size: int = 5000, flush_seconds: float = 1.0,
                  queue_size: int = 100_000, preview_chars: int = 512, fail_closed: bool = True,
-                 secrets: list[str] | None = None):
+                 secrets: list[str] | None = None, ingester: str | None = None):
         self.dsn = dsn
         self.wal_dir = Path(wal_dir)
         self.redactor = Redactor(secrets, preview_chars)
         self.fail_closed = fail_closed
-        self.writer = Writer(dsn, self.wal_dir, self.redactor, batch_size=batch_size,
-                             flush_seconds=flush_seconds, queue_size=queue_size, fail_closed=fail_closed)
+        self.writer = Writer(self.wal_dir, self.redactor, batch_size=batch_size, flush_seconds=flush_seconds,
+                             queue_size=queue_size, fail_closed=fail_closed)
+        mode = ingester or os.environ.get("AIRLOCK_AUDIT_INGESTER") or "spawn"
+        self.ingester = IngesterLink(dsn, self.wal_dir, spawn=(mode != "external"))
+        m.INGEST.source = self.ingester.figures
         self._started = False
         self._closed = False
 
@@ -64,45 +70,50 @@ class AuditSink:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Apply migrations, replay the WAL, start the writer thread (ClickHouse may be down)."""
+        """Start the writer thread and the ingester (waits up to 10 s for its first pass)."""
         if self._started:
             return
         self._started = True
-        await asyncio.to_thread(self.writer.start)
-        if self.writer.backlog:
-            log.error("audit: ClickHouse %s not reachable at start (%s); rows go to the WAL in %s until it is",
-                      redacted_dsn(self.dsn), self.writer.last_error, self.wal_dir)
+        self.writer.start()
+        ready = await asyncio.to_thread(self.ingester.start, 10.0)
+        st = self.ingester.figures()
+        if not ready or st.get("backlog"):
+            log.error("audit: ClickHouse %s not ready at start (%s); rows go to the WAL in %s until it is",
+                      redacted_dsn(self.dsn), st.get("last_error") or "ingester starting", self.wal_dir)
         self.emit("audit_start", reason=f"writer stream {self.writer.chain.stream}", pid=os.getpid())
 
     async def close(self) -> None:
-        """Flush everything queued (to ClickHouse, or to the WAL if it is down) and stop."""
+        """Write and seal everything queued, then let the ingester insert it and stop (if it is ours)."""
         if self._closed:
             return
         self._closed = True
         if not self._started:
-            await asyncio.to_thread(self.writer.start)
+            self.writer.start()
         await asyncio.to_thread(self.writer.stop)
+        await asyncio.to_thread(self.ingester.stop)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Block until everything emitted so far is in ClickHouse (not for the event loop)."""
-        return self.writer.wait_idle(timeout)
+        """Block until every row emitted before the call is in ClickHouse (not for the event loop)."""
+        deadline = time.monotonic() + timeout
+        if not self.writer.seal_wait(timeout):
+            return False
+        return self.ingester.flush(deadline)
 
-    # -- reading -------------------------------------------------------------------------
+    # -- reading (in the ingester) ------------------------------------------------------------
     def query(self, sql: str, params: dict | None = None, readonly: bool = True,
               settings: dict | None = None) -> list[dict]:
         """Run a query (read-only unless told otherwise) and return rows as dicts. Blocking."""
-        w = self.writer
         settings = {**({"readonly": 2} if readonly else {}), **(settings or {})} or None
-        with w.client_lock:
-            res = w.client().query(sql, parameters=params or None, settings=settings)
-        cols = res.column_names
-        return [dict(zip(cols, row)) for row in res.result_rows]
+        cols, rows = self.ingester.call("query", sql=sql, params=params or None, settings=settings)
+        return [dict(zip(cols, row)) for row in rows]
 
     def raw(self, sql: str, params: dict | None = None, fmt: str = "JSONEachRow") -> bytes:
         """A read-only query's result in a ClickHouse output format (JSONEachRow, CSVWithNames, Parquet)."""
-        w = self.writer
-        with w.client_lock:
-            return w.client().raw_query(sql, parameters=params or None, settings={"readonly": 2}, fmt=fmt)
+        return self.ingester.call("raw", sql=sql, params=params or None, fmt=fmt)
+
+    def command(self, sql: str) -> None:
+        """Run a statement that changes ClickHouse (maintenance, tests). Blocking."""
+        self.ingester.call("command", sql=sql)
 
     # -- health ---------------------------------------------------------------------------
     @property
@@ -111,14 +122,17 @@ class AuditSink:
         return self.writer.accepting
 
     def healthy(self) -> bool:
-        return self.writer.alive() and self.writer.accepting
+        return self.writer.alive() and self.writer.accepting and self.ingester.reachable()
 
     def stats(self) -> dict[str, Any]:
         w = self.writer
+        ing = self.ingester.figures(max_age=0)
         return {"dsn": redacted_dsn(self.dsn), "stream": w.chain.stream, "seq": w.chain.seq,
-                "queue_depth": w.depth(), "backlog": w.backlog, "accepting": w.accepting,
-                "wal_dir": str(self.wal_dir), "wal_bytes": w.wal.size_bytes(), "last_error": w.last_error,
-                "writer_alive": w.alive()}
+                "queue_depth": w.depth(), "backlog": bool(ing.get("backlog", True)), "accepting": w.accepting,
+                "wal_dir": str(self.wal_dir), "wal_bytes": ing.get("wal_bytes", w.wal.size_bytes()),
+                "wal_segments": ing.get("wal_segments"), "last_error": ing.get("last_error") or w.last_error,
+                "writer_alive": w.alive(), "ingester": self.ingester.state(),
+                **{k: ing.get(k, 0) for k in ("rows_written", "rows_replayed", "rows_deduplicated", "insert_errors")}}
 
 
 def _secrets(cfg: Any) -> list[str]:
@@ -137,13 +151,17 @@ def _secrets(cfg: Any) -> list[str]:
     return [s for s in out if s and len(s) >= 8]
 
 
+def wal_dir_of(cfg: Any) -> Path:
+    """``audit.wal_dir``, or ``<data_dir>/wal``."""
+    raw_wal = (cfg.extra.get("audit") or {}).get("wal_dir")
+    return cfg.path(raw_wal) if raw_wal else cfg.path(cfg.data_dir) / "wal"
+
+
 def open_audit(cfg: Any) -> AuditSink:
-    """The sink for ``cfg.clickhouse_dsn()`` with its WAL under ``<data_dir>/wal``."""
+    """The sink for ``cfg.clickhouse_dsn()`` with its WAL under ``wal_dir_of(cfg)``."""
     opts = dict(DEFAULTS)
     opts.update({k: v for k, v in (cfg.extra.get("audit") or {}).items() if k in DEFAULTS and v is not None})
-    raw_wal = (cfg.extra.get("audit") or {}).get("wal_dir")
-    wal_dir = cfg.path(raw_wal) if raw_wal else cfg.path(cfg.data_dir) / "wal"
-    return AuditSink(cfg.clickhouse_dsn(), wal_dir, batch_size=int(opts["batch_size"]),
+    return AuditSink(cfg.clickhouse_dsn(), wal_dir_of(cfg), batch_size=int(opts["batch_size"]),
                      flush_seconds=float(opts["flush_seconds"]), queue_size=int(opts["queue_size"]),
                      preview_chars=int(opts["preview_chars"]), fail_closed=bool(opts["fail_closed"]),
                      secrets=_secrets(cfg))

@@ -1,23 +1,23 @@
-"""Prometheus metrics of the audit pipeline (default REGISTRY, created once per process)."""
+"""Prometheus metrics of the audit pipeline (default REGISTRY, created once per process).
+
+The writer's figures are plain metrics of the proxy process. The ingester's (rows written, replayed,
+deduplicated, insert errors, batch sizes, backlog, WAL bytes/segments) live in the ingester process:
+``INGEST`` republishes its last figures (fetched over the socket, cached 1 s) under the same names.
+"""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 QUEUE_DEPTH = Gauge("airlock_audit_queue_depth", "Audit events waiting in the in-memory queue")
-WAL_BYTES = Gauge("airlock_audit_wal_bytes", "Bytes of audit rows in WAL segments not yet in ClickHouse")
-WAL_SEGMENTS = Gauge("airlock_audit_wal_segments", "WAL segment files not yet in ClickHouse")
-BACKLOG = Gauge("airlock_audit_backlog", "1 while ClickHouse is unreachable and rows accumulate in the WAL")
 ACCEPTING = Gauge("airlock_audit_accepting", "0 when the WAL cannot be written and governed calls are refused")
-ROWS_WRITTEN = Counter("airlock_audit_rows_written_total", "Audit rows inserted into ClickHouse")
 ROWS_DURABLE = Counter("airlock_audit_rows_durable_total", "Audit rows fsynced to the WAL")
-ROWS_REPLAYED = Counter("airlock_audit_rows_replayed_total", "Audit rows replayed from the WAL into ClickHouse")
-ROWS_DEDUPED = Counter("airlock_audit_rows_deduplicated_total",
-                       "WAL rows skipped on replay because ClickHouse already had them")
 ROWS_DROPPED = Counter("airlock_audit_rows_dropped_total", "Audit events lost (must stay 0)", ["reason"])
-INSERT_ERRORS = Counter("airlock_audit_insert_errors_total", "Failed ClickHouse inserts (rows kept in the WAL)")
 WAL_ERRORS = Counter("airlock_audit_wal_errors_total", "Failed WAL writes (disk full, permissions)")
-BATCH_ROWS = Histogram("airlock_audit_batch_rows", "Rows per ClickHouse insert",
-                       buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000))
+INGESTER_RESTARTS = Counter("airlock_audit_ingester_restarts_total", "Times the proxy restarted a dead ingester")
 
 # Figures derived from the audit stream itself (counted by the writer as rows are recorded).
 DECISIONS = Counter("airlock_policy_decisions_total", "MCP policy decisions recorded, by action and rule",
@@ -27,13 +27,62 @@ MODEL_COST = Counter("airlock_model_cost_by_model_usd_total", "Model spend recor
                      "and model", ["provider", "model"])
 SESSIONS_ENDED = Counter("airlock_sessions_ended_total", "Sessions ended by an administrator")
 
+_COUNTERS = {"rows_written": ("airlock_audit_rows_written", "Audit rows inserted into ClickHouse"),
+             "rows_replayed": ("airlock_audit_rows_replayed", "Audit rows replayed from the WAL into ClickHouse"),
+             "rows_deduplicated": ("airlock_audit_rows_deduplicated",
+                                   "WAL rows skipped on replay because ClickHouse already had them"),
+             "rows_rejected": ("airlock_audit_rows_rejected",
+                               "WAL rows ClickHouse refused to parse (segment moved to <wal_dir>/rejected)"),
+             "insert_errors": ("airlock_audit_insert_errors", "Failed ClickHouse inserts (rows kept in the WAL)")}
+_GAUGES = {"wal_bytes": ("airlock_audit_wal_bytes", "Bytes of audit rows in WAL segments not yet in ClickHouse"),
+           "wal_segments": ("airlock_audit_wal_segments", "WAL segment files not yet in ClickHouse"),
+           "backlog": ("airlock_audit_backlog", "1 while ClickHouse is unreachable and rows accumulate in the WAL")}
+BATCH_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10000, 50000)
+
+
+class IngestFigures:
+    """A collector for the ingester's figures; ``source`` returns its last ``stats`` dict."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], dict[str, Any]] | None = None
+
+    def collect(self):
+        f = self.source() if self.source is not None else {}
+        for key, (name, doc) in _COUNTERS.items():
+            yield CounterMetricFamily(name, doc, value=float(f.get(key, 0)))
+        for key, (name, doc) in _GAUGES.items():
+            yield GaugeMetricFamily(name, doc, value=float(f.get(key, 0) or 0))
+        counts = f.get("batch_buckets") or [0] * (len(BATCH_BUCKETS) + 1)
+        cum, buckets = 0, []
+        for bound, n in zip([str(b) for b in BATCH_BUCKETS] + ["+Inf"], counts):
+            cum += n
+            buckets.append((bound, float(cum)))
+        yield HistogramMetricFamily("airlock_audit_batch_rows", "Rows per ClickHouse insert", buckets=buckets,
+                                    sum_value=float(f.get("batch_sum", 0)))
+
+    def describe(self):
+        return []
+
+
+INGEST = IngestFigures()
+REGISTRY.register(INGEST)
+
+
+_COST_CHILDREN: dict[tuple[str, str], Any] = {}     # labels() costs more than the increment itself
+
 
 def observe(row: dict) -> None:
     """Count one recorded row in the derived metrics (cheap: a kind check for most rows)."""
     kind = row["kind"]
     if kind == "request":
         if row["cost"]:
-            MODEL_COST.labels(row["provider"] or "-", row["model"] or "-").inc(row["cost"])
+            key = (row["provider"] or "-", row["model"] or "-")
+            child = _COST_CHILDREN.get(key)
+            if child is None:
+                if len(_COST_CHILDREN) > 10_000:
+                    _COST_CHILDREN.clear()
+                child = _COST_CHILDREN[key] = MODEL_COST.labels(*key)
+            child.inc(row["cost"])
     elif kind == "decision":
         DECISIONS.labels(row["action"] or "-", row["rule"] or "default").inc()
     elif kind.startswith("approval."):

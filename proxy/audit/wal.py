@@ -1,10 +1,15 @@
 """The audit write-ahead log: segment files of JSON lines, fsync per batch.
 
-A row counts as written once its batch is in a segment and fsynced. Segments are
-named ``<creation ns, 20 digits>-<stream>.wal`` so sorting the names gives write
-order across restarts. A segment is deleted only after every row in it is in
-ClickHouse. A torn last line (the process died mid-write) is ignored on read:
-that batch was never acknowledged.
+A row counts as written once its batch is in a segment and fsynced. Segments are named
+``<creation ns, 20 digits>-<stream>.wal`` so sorting the names gives write order across restarts.
+
+Sealing protocol (writer -> ingester). The segment a writer appends to is ``<name>.wal.open``; the
+writer *seals* it (close, rename to ``<name>.wal``, fsync the directory) every ``batch_size`` rows or
+``flush_seconds``, whichever comes first, and when asked to (``AuditSink.flush``). The ingester
+(``proxy.audit.ingester``) only reads sealed ``*.wal`` segments of live writers and deletes each one
+once every row in it is in ClickHouse. A slot whose writer is gone (its flock is free) is taken whole,
+open segment included. A torn last line (the process died mid-write) is ignored on read: that batch was
+never acknowledged.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import orjson
 
 log = logging.getLogger("airlock.audit.wal")
 SUFFIX = ".wal"
+OPEN_SUFFIX = ".wal.open"
 
 
 class WalError(OSError):
@@ -29,10 +35,10 @@ class WalError(OSError):
 MAX_SLOTS = 64
 
 
-def _try_lock(directory: Path) -> int | None:
-    """An exclusive flock on ``directory/.lock`` (None if a live process holds it)."""
+def try_lock(directory: Path, name: str = ".lock") -> int | None:
+    """An exclusive flock on ``directory/name`` (None if a live process holds it)."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fd = os.open(directory / name, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -41,7 +47,7 @@ def _try_lock(directory: Path) -> int | None:
     return fd
 
 
-def _unlock(fd: int | None) -> None:
+def unlock(fd: int | None) -> None:
     if fd is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -54,40 +60,59 @@ def slot_dirs(base: Path) -> list[Path]:
     return [base] + sorted(p for p in base.glob("w[0-9]*") if p.is_dir())
 
 
+def sealed(directory: Path) -> list[Path]:
+    """Sealed segments of one slot, oldest first."""
+    return sorted(directory.glob(f"*{SUFFIX}"))
+
+
+def seal_leftovers(directory: Path) -> int:
+    """Seal the open segments a dead writer left in ``directory`` (the caller holds its lock)."""
+    n = 0
+    for p in sorted(directory.glob(f"*{OPEN_SUFFIX}")):
+        os.replace(p, p.with_name(p.name[: -len(OPEN_SUFFIX)] + SUFFIX))
+        n += 1
+    if n:
+        fsync_dir(directory)
+    return n
+
+
 class Wal:
     """The segments of one writer. Several processes may share ``base``: each takes the first free
-    slot (a directory it holds an flock on), so no process ever replays or deletes another live
-    writer's segments; slots of dead processes are replayed by whoever finds them unlocked."""
+    slot (a directory it holds an flock on), so no writer ever touches another one's segments; the
+    ingester takes the slots of dead processes whole."""
 
-    def __init__(self, base: Path, stream: str, segment_bytes: int = 16 * 1024 * 1024):
+    def __init__(self, base: Path, stream: str, segment_bytes: int = 64 * 1024 * 1024):
         self.base = Path(base)
         self._lock: int | None = None
         for i in range(MAX_SLOTS):
             d = self.base if i == 0 else self.base / f"w{i}"
-            self._lock = _try_lock(d)
+            self._lock = try_lock(d)
             if self._lock is not None:
                 self.dir = d
                 break
         else:
             raise WalError(0, f"audit WAL {self.base}: all {MAX_SLOTS} writer slots are in use")
+        seal_leftovers(self.dir)               # a dead writer's open segment: the ingester may take it now
         self.stream = stream
         self.segment_bytes = segment_bytes
         self._fh: Any = None
         self._path: Path | None = None
         self._size = 0
+        self.rows = 0                          # rows in the open segment
+        self.opened = 0.0                      # monotonic time the open segment got its first row
 
     # -- writing ----------------------------------------------------------------------
     def append(self, rows: list[dict[str, Any]]) -> bytes:
-        """Append rows as JSON lines and fsync. Returns the bytes written (ready for a JSONEachRow insert).
-        Raises WalError."""
+        """Append rows as JSON lines and fsync. Returns the bytes written. Raises WalError."""
         data = b"".join([orjson.dumps(r) + b"\n" for r in rows])
         try:
-            if self._fh is None or self._size >= self.segment_bytes:
+            if self._fh is not None and self._size >= self.segment_bytes:
                 self.seal()
-                self._path = self.dir / f"{time.time_ns():020d}-{self.stream}{SUFFIX}"
+            if self._fh is None:
+                self._path = self.dir / f"{time.time_ns():020d}-{self.stream}{OPEN_SUFFIX}"
                 self._fh = open(self._path, "ab")
-                self._size = 0
-                _fsync_dir(self.dir)
+                self._size, self.rows, self.opened = 0, 0, time.monotonic()
+                fsync_dir(self.dir)
             self._fh.write(data)
             self._fh.flush()
             os.fsync(self._fh.fileno())
@@ -96,13 +121,20 @@ class Wal:
             self._close_quietly()
             raise WalError(e.errno, f"audit WAL write failed in {self.dir}: {e.strerror or e}") from e
         self._size += len(data)
+        self.rows += len(rows)
         return data
 
     def seal(self) -> None:
-        """Close the current segment; the next append opens a new one."""
-        if self._fh is not None:
-            self._fh.close()
-        self._fh, self._path, self._size = None, None, 0
+        """Close the open segment and hand it to the ingester (rename to ``*.wal``). Raises WalError."""
+        if self._fh is None:
+            return
+        path = self._path
+        self._close_quietly()
+        try:
+            os.replace(path, path.with_name(path.name[: -len(OPEN_SUFFIX)] + SUFFIX))
+            fsync_dir(self.dir)
+        except OSError as e:
+            raise WalError(e.errno, f"audit WAL seal failed in {self.dir}: {e.strerror or e}") from e
 
     def _close_quietly(self) -> None:
         try:
@@ -110,7 +142,7 @@ class Wal:
                 self._fh.close()
         except OSError:
             pass
-        self._fh, self._path, self._size = None, None, 0
+        self._fh, self._path, self._size, self.rows = None, None, 0, 0
 
     @property
     def current_size(self) -> int:
@@ -120,13 +152,10 @@ class Wal:
     def current(self) -> Path | None:
         return self._path
 
-    # -- reading / replay ---------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------
     def segments(self) -> list[Path]:
-        """All segments in write order, the open one included (last)."""
-        return sorted(self.dir.glob(f"*{SUFFIX}"))
-
-    def sealed_segments(self) -> list[Path]:
-        return [p for p in self.segments() if p != self._path]
+        """This writer's segments in write order: sealed ones, then the open one."""
+        return sealed(self.dir) + sorted(self.dir.glob(f"*{OPEN_SUFFIX}"))
 
     @staticmethod
     def read_lines(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -146,46 +175,30 @@ class Wal:
         for _, row in Wal.read_lines(path):
             yield row
 
-    def remove(self, path: Path) -> None:
-        if path == self._path:
-            self.seal()
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-
     def size_bytes(self) -> int:
-        total = 0
-        for p in self.segments():
-            try:
-                total += p.stat().st_size
-            except FileNotFoundError:
-                pass
-        return total
-
-    def orphans(self) -> list[tuple[Path, int]]:
-        """Other slots whose writer is gone (locked now by us: release with ``release``)."""
-        out = []
-        for d in slot_dirs(self.base):
-            if d == self.dir or not any(d.glob(f"*{SUFFIX}")):
-                continue
-            fd = _try_lock(d)
-            if fd is not None:
-                out.append((d, fd))
-        return out
-
-    @staticmethod
-    def release(fd: int) -> None:
-        _unlock(fd)
+        return dir_bytes(self.dir)
 
     def close(self) -> None:
-        self.seal()
-        _unlock(self._lock)
+        try:
+            self.seal()
+        except WalError as e:
+            log.error("audit: %s (the segment is taken whole once this writer is gone)", e)
+        unlock(self._lock)
         self._lock = None
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a new segment's directory entry durable (POSIX)."""
+def dir_bytes(directory: Path) -> int:
+    total = 0
+    for p in directory.glob("*.wal*"):
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a directory entry (new or renamed segment) durable (POSIX)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

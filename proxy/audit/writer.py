@@ -1,17 +1,10 @@
-"""The audit writer: bounded queue -> WAL (fsync per batch) -> batched ClickHouse inserts.
+"""The audit writer (proxy side): bounded queue -> rows built, redacted, chained -> WAL (fsync per batch).
 
-Two threads, so neither the event loop nor a waiting client ever waits on ClickHouse:
-
-- the *writer* thread owns the queue, the hash chain and the WAL: it takes every queued event,
-  builds + redacts + chains the rows, appends them to the WAL and fsyncs. The rows now count as
-  written and waiters are told. It also decides when to insert and hands that work on;
-- the *insert* thread runs one ClickHouse job at a time: an insert of the pending rows (by
-  ``batch_size`` or ``flush_seconds``; their sealed WAL segments are deleted afterwards) or a replay.
-
-If ClickHouse fails, the writer switches to *backlog*: rows only go to the WAL; every retry
-(backoff up to 30 s) replays the sealed segments in order, skipping rows ClickHouse already has
-(``stream``, ``seq``), so a crash between insert and delete never duplicates a row. Rows written
-while a replay runs are kept pending and inserted normally once it succeeds.
+One thread owns the queue, the hash chain and the WAL. It takes every queued event, builds +
+redacts + chains the rows, appends them to the open WAL segment and fsyncs; the rows now count as
+written and ``write()`` waiters are told. It seals the segment (see ``wal`` for the protocol) every
+``batch_size`` rows or ``flush_seconds``, whichever comes first, or when ``seal_wait`` asks. The
+ingester process inserts sealed segments into ClickHouse: nothing here talks to ClickHouse.
 
 If the WAL cannot be written (disk full) rows are kept in memory and written first on the next
 round; meanwhile ``accepting`` is False so the audit addon can refuse governed calls (fail closed).
@@ -23,43 +16,31 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from . import metrics as m
 from .chain import Chain
+from .clickhouse import connect, redacted_dsn  # noqa: F401 - ``airlock db`` imports them from here
 from .events import Redactor, build_row
-from .migrate import migrate
 from .wal import Wal, WalError
 
 log = logging.getLogger("airlock.audit")
 
 MAX_UNSAVED = 200_000          # rows kept in memory while the WAL cannot be written
-RETRY_MAX_SECONDS = 30.0
 
 
-def connect(dsn: str) -> Any:
-    import clickhouse_connect
-    if dsn.startswith("chdb://"):
-        return clickhouse_connect.get_client(dsn=dsn)
-    return clickhouse_connect.get_client(dsn=dsn, connect_timeout=3, send_receive_timeout=30,
-                                         query_retries=0, autogenerate_session_id=False)
+class _Seal:
+    """A marker in the queue: every event queued before it is in a sealed segment once ``done`` is set."""
 
-
-def redacted_dsn(dsn: str) -> str:
-    """The DSN without its password, for logs."""
-    if "@" in dsn and "://" in dsn:
-        scheme, rest = dsn.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return dsn
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
 
 
 class Writer:
-    def __init__(self, dsn: str, wal_dir: Path, redactor: Redactor, batch_size: int = 5000,
+    def __init__(self, wal_dir: Path, redactor: Redactor, batch_size: int = 5000,
                  flush_seconds: float = 1.0, queue_size: int = 100_000, fail_closed: bool = True):
-        self.dsn = dsn
         self.redactor = redactor
         self.batch_size = max(1, int(batch_size))
         self.flush_seconds = max(0.01, float(flush_seconds))
@@ -71,22 +52,9 @@ class Writer:
         self._cv = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._client: Any = None
-        self._client_lock = threading.Lock()
-        self.backlog = True            # replay the WAL before inserting new rows (start-up included)
         self.accepting = True
         self.last_error: str | None = None
         self._unsaved: list[dict[str, Any]] = []
-        self._pending: list[bytes] = []          # JSON lines in the WAL, not yet in ClickHouse
-        self._pending_rows = 0
-        self._next_retry = 0.0
-        self._catching_up = False         # a replay runs: new rows are kept pending too
-        self._job: tuple[str, Future, list[Path]] | None = None
-        self._final_replay_tried = False
-        self._first_replay = threading.Event()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="airlock-audit-insert")
-        self._retry_delay = 0.5
-        self._idle = threading.Event()     # set when queue and pending are empty and nothing is in backlog
         self._dropped_logged = 0.0
 
     # -- producer side (any thread) -----------------------------------------------------
@@ -97,8 +65,6 @@ class Writer:
                 reason = "stopped" if self._stopping else "queue_full"
             else:
                 self._q.append((kind, fields, ts, waiter))
-                if self._idle.is_set():       # both sides change it under the condition: no race
-                    self._idle.clear()
                 if len(self._q) == 1:
                     self._cv.notify()
                 return True
@@ -113,161 +79,81 @@ class Writer:
     def depth(self) -> int:
         return len(self._q)
 
+    def seal_wait(self, timeout: float) -> bool:
+        """Block until every event queued before the call is fsynced in a sealed segment."""
+        marker = _Seal()
+        with self._cv:
+            if self._thread is None or not self._thread.is_alive():
+                return False
+            self._q.append((None, marker, 0.0, None))
+            self._cv.notify()
+        return marker.done.wait(timeout) and marker.ok
+
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self, wait: float = 10.0) -> None:
-        """Start the threads; the first job connects, migrates and replays the WAL. Waits up to ``wait``
-        seconds for it, so a healthy ClickHouse is ready before traffic, a hung one delays nobody long."""
-        self.backlog = True
-        self._next_retry = 0.0
+    def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="airlock-audit-writer", daemon=True)
         self._thread.start()
-        self._first_replay.wait(wait)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Write and seal everything queued, then stop (the ingester takes the rest)."""
         with self._cv:
             self._stopping = True
             self._cv.notify()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        with self._client_lock:
-            if self._client is not None:
-                try:
-                    self._client.close()
-                except Exception:  # noqa: BLE001 - closing a dead connection
-                    pass
-                self._client = None
         self.wal.close()
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until everything queued so far is in ClickHouse (tests, close)."""
-        return self._idle.wait(timeout)
-
-    # -- queries (any thread) ------------------------------------------------------------
-    def client(self) -> Any:
-        """The shared client (connected on demand). Callers hold ``client_lock`` while using it."""
-        if self._client is None:
-            c = connect(self.dsn)
-            migrate(c)
-            self._client = c
-        return self._client
-
-    @property
-    def client_lock(self) -> threading.Lock:
-        return self._client_lock
-
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
-        next_flush = time.monotonic() + self.flush_seconds
         while True:
             with self._cv:
                 if not self._q and not self._stopping:
-                    self._cv.wait(self._wait_time(next_flush))
+                    self._cv.wait(self._wait_time())
                 items = list(self._q)
                 self._q.clear()
                 stopping = self._stopping
-            m.QUEUE_DEPTH.set(len(self._q))
+            m.QUEUE_DEPTH.set(0)
             try:
-                if items or self._unsaved:
-                    self._persist(items)
-                self._reap()
-                now = time.monotonic()
-                if not self._pending:
-                    next_flush = now + self.flush_seconds
-                if self._job is None:
-                    if self.backlog:
-                        if (now >= self._next_retry and not stopping) or (stopping and not self._final_replay_tried):
-                            self._final_replay_tried = stopping
-                            self._submit_replay()
-                    elif self._pending and (self._pending_rows >= self.batch_size or now >= next_flush or stopping):
-                        self._submit_insert()
-                        next_flush = now + self.flush_seconds
-                if stopping and not self._q:
-                    if self._job is not None:
-                        try:
-                            self._job[1].result(60)
-                        except Exception:  # noqa: BLE001 - reaped on the next round
-                            pass
-                        continue
-                    if not self._pending or self.backlog:
-                        return
+                events = [it for it in items if it[0] is not None]
+                markers = [it[1] for it in items if it[0] is None]
+                if events or self._unsaved:
+                    self._persist(events)
+                w = self.wal
+                due = w.rows >= self.batch_size or (w.rows and time.monotonic() - w.opened >= self.flush_seconds)
+                sealed = self._seal() if (due or markers or stopping) else True
+                for mk in markers:
+                    mk.ok = sealed and not self._unsaved
+                    mk.done.set()
             except Exception:  # noqa: BLE001 - the writer thread must never die
-                log.exception("audit: writer loop error (rows stay in the WAL)")
-                if stopping:
-                    return
-            with self._cv:
-                if not self._q and not self._pending and not self.backlog and not self._unsaved and self._job is None:
-                    self._idle.set()
+                log.exception("audit: writer loop error (rows written so far stay in the WAL)")
+            if stopping:
+                with self._cv:
+                    if self._q:
+                        continue
+                if self._unsaved:
+                    m.ROWS_DROPPED.labels("wal_unwritable").inc(len(self._unsaved))
+                    log.error("audit: stopping with %d rows the WAL could not take: dropped", len(self._unsaved))
+                return
 
-    def _wait_time(self, next_flush: float) -> float | None:
-        if self._job is not None:              # checked under the condition: the completion notify
-            return 0.0 if self._job[1].done() else 1.0   # cannot be missed (1 s cap as a safety net)
-        now = time.monotonic()
-        if self.backlog:
-            return max(0.0, self._next_retry - now)
-        return max(0.0, next_flush - now) if self._pending else None
+    def _wait_time(self) -> float | None:
+        if self._unsaved:
+            return 0.5
+        if not self.wal.rows:
+            return None
+        return max(0.0, self.wal.opened + self.flush_seconds - time.monotonic())
 
-    def _notify(self, _fut: Future) -> None:
-        with self._cv:
-            self._cv.notify()
-
-    # -- jobs on the insert thread ---------------------------------------------------------------
-    def _submit_insert(self) -> None:
-        chunks, rows = self._pending, self._pending_rows
-        self._pending, self._pending_rows = [], 0
-        self.wal.seal()                        # every sealed segment now holds only these rows
-        segments = self.wal.segments()
-        fut = self._pool.submit(self._do_insert, b"".join(chunks), rows)
-        self._job = ("insert", fut, segments)
-        fut.add_done_callback(self._notify)
-
-    def _submit_replay(self) -> None:
-        self.wal.seal()
-        segments = self.wal.segments()
-        self._catching_up = True               # rows arriving during the replay are inserted after it
-        fut = self._pool.submit(self._do_replay, segments)
-        self._job = ("replay", fut, segments)
-        fut.add_done_callback(self._notify)
-
-    def _reap(self) -> None:
-        if self._job is None or not self._job[1].done():
-            return
-        kind, fut, segments = self._job
-        self._job = None
-        err = fut.exception()
-        if err is not None:
-            self._enter_backlog(err)
-            self._first_replay.set()
-            return
-        if kind == "insert":
-            for p in segments:
-                self.wal.remove(p)
-            m.WAL_SEGMENTS.set(0)
-        else:
-            self._left_backlog()
-            self._first_replay.set()
-        m.WAL_BYTES.set(self.wal.size_bytes())
-
-    def _do_insert(self, data: bytes, rows: int) -> None:
-        with self._client_lock:
-            client = self.client()
-        self._insert(client, data, rows)
-
-    def _do_replay(self, segments: list[Path]) -> None:
-        """Replay dead writers' slots, then ``segments`` (oldest first). Raises if ClickHouse fails."""
-        with self._client_lock:
-            client = self.client()
-        for d, fd in self.wal.orphans():        # segments of a dead writer that shared the WAL dir
-            try:
-                self._replay(client, sorted(d.glob("*.wal")))
-            finally:
-                Wal.release(fd)
-        self._replay(client, segments)
-        if segments:
-            log.info("audit: replayed %d WAL segment(s) into ClickHouse", len(segments))
+    def _seal(self) -> bool:
+        try:
+            self.wal.seal()
+            return True
+        except WalError as e:
+            m.WAL_ERRORS.inc()
+            self.last_error = str(e)
+            log.error("audit: %s", e)
+            return False
 
     def _persist(self, items: list) -> None:
         rows = self._unsaved
@@ -284,10 +170,9 @@ class Writer:
             if waiter is not None:
                 waiters.setdefault(waiter[0], []).append(waiter[1])
         ok = True
-        data = b""
         try:
             if rows:
-                data = self.wal.append(rows)
+                self.wal.append(rows)
             m.ROWS_DURABLE.inc(len(rows))
             if not self.accepting:
                 log.warning("audit: WAL writable again; accepting governed calls")
@@ -305,81 +190,12 @@ class Writer:
                 log.error("audit: %d rows dropped: WAL unwritable and memory buffer full",
                           len(rows) - len(keep))
             self._unsaved = keep
-        if ok and (not self.backlog or self._catching_up) and data:
-            self._pending.append(data)
-            self._pending_rows += len(rows)
         for loop, futs in waiters.items():
             try:
                 loop.call_soon_threadsafe(_resolve, futs, ok)
             except RuntimeError:   # the loop is closed: nobody is waiting any more
                 pass
         m.ACCEPTING.set(1 if self.accepting else 0)
-        if self.backlog:
-            m.WAL_BYTES.set(self.wal.size_bytes())
-            m.WAL_SEGMENTS.set(len(self.wal.segments()))
-        else:
-            m.WAL_BYTES.set(self.wal.current_size)
-
-    def _insert(self, client: Any, data: bytes, rows: int) -> None:
-        """One JSONEachRow insert of WAL lines (ClickHouse parses them; no Python-side re-encoding)."""
-        with self._client_lock:
-            client.raw_insert("events", None, data, fmt="JSONEachRow")
-        m.BATCH_ROWS.observe(rows)
-        m.ROWS_WRITTEN.inc(rows)
-
-    def _enter_backlog(self, e: BaseException) -> None:
-        m.INSERT_ERRORS.inc()
-        self.last_error = f"{type(e).__name__}: {e}"
-        if not self.backlog:
-            log.error("audit: ClickHouse %s unreachable (%s); rows accumulate in the WAL and are replayed "
-                      "when it returns", redacted_dsn(self.dsn), (str(e).splitlines() or [type(e).__name__])[0][:200])
-        self.backlog = True
-        self._catching_up = False
-        m.BACKLOG.set(1)
-        self._pending, self._pending_rows = [], 0
-        with self._client_lock:
-            if self._client is not None:
-                try:
-                    self._client.close()
-                except Exception:  # noqa: BLE001
-                    pass
-                self._client = None
-        self._next_retry = time.monotonic() + self._retry_delay
-        self._retry_delay = min(RETRY_MAX_SECONDS, self._retry_delay * 2)
-
-    def _left_backlog(self) -> None:
-        if self.backlog and self.last_error:
-            log.warning("audit: ClickHouse reachable again; WAL backlog replayed")
-        self.backlog = False
-        self._catching_up = False
-        self._retry_delay = 0.5
-        m.BACKLOG.set(0)
-        m.WAL_SEGMENTS.set(0)
-
-    def _replay(self, client: Any, segments: list[Path]) -> None:
-        """Insert the rows of ``segments`` (in order) that ClickHouse lacks, then delete each segment."""
-        for seg in segments:
-            lines = list(Wal.read_lines(seg))
-            fresh = self._not_in_clickhouse(client, lines)
-            if fresh:
-                self._insert(client, b"".join(fresh), len(fresh))
-                m.ROWS_REPLAYED.inc(len(fresh))
-            if len(fresh) < len(lines):
-                m.ROWS_DEDUPED.inc(len(lines) - len(fresh))
-            self.wal.remove(seg)
-
-    def _not_in_clickhouse(self, client: Any, lines: list[tuple[bytes, dict[str, Any]]]) -> list[bytes]:
-        """The WAL lines whose (stream, seq) ClickHouse does not have yet."""
-        by_stream: dict[str, list[int]] = {}
-        for _, r in lines:
-            by_stream.setdefault(r["stream"], []).append(r["seq"])
-        have: set[tuple[str, int]] = set()
-        for stream, seqs in by_stream.items():
-            with self._client_lock:
-                res = client.query("SELECT seq FROM events WHERE stream = {s:String} AND seq BETWEEN {a:UInt64} "
-                                   "AND {b:UInt64}", parameters={"s": stream, "a": min(seqs), "b": max(seqs)})
-            have.update((stream, int(x[0])) for x in res.result_rows)
-        return [line for line, r in lines if (r["stream"], r["seq"]) not in have]
 
 
 def _resolve(futs: list[asyncio.Future], ok: bool) -> None:

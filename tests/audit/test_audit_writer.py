@@ -1,4 +1,5 @@
-"""The audit writer against real chDB: rows, redaction, WAL spill and replay, dedup, fail-closed."""
+"""The audit writer + its ingester process against real chDB: rows, redaction, WAL spill and replay,
+dedup, fail-closed."""
 from __future__ import annotations
 
 import shutil
@@ -6,7 +7,10 @@ import shutil
 import pytest
 
 from proxy.audit import metrics as m
+from proxy.audit.events import Redactor
+from proxy.audit.ingest import Ingester
 from proxy.audit.wal import Wal
+from proxy.audit.writer import Writer
 from tests.audit.conftest import closed_port, flushed
 from tests.harness import wait_until
 
@@ -57,7 +61,7 @@ async def test_secrets_never_reach_a_row(make_sink, tmp_path):
     dec = [r for r in rows if r["kind"] == "decision"][0]
     assert len(dec["data"]) < 5000            # the prompt preview was truncated
     # nor in the WAL (rows are redacted before they are written anywhere)
-    for p in (tmp_path / "wal").glob("*"):
+    for p in (tmp_path / "wal").glob("*.wal*"):
         for value in planted.values():
             assert value.encode() not in p.read_bytes()
     await s.close()
@@ -71,8 +75,8 @@ async def test_wal_segments_removed_once_inserted(make_sink, tmp_path):
     # durable before any insert: the rows are in the WAL, not yet in ClickHouse
     wal_rows = [r for p in s.writer.wal.segments() for r in Wal.read(p)]
     assert len([r for r in wal_rows if r["kind"] == "request"]) == 20
-    await s.close()                                     # flushes
-    assert list((tmp_path / "wal").glob("*.wal")) == []
+    await s.close()                                     # seals; the ingester inserts everything, then exits
+    assert list((tmp_path / "wal").glob("*.wal*")) == []
     s2 = make_sink()
     await s2.start()
     assert s2.query("SELECT count() AS n FROM events WHERE kind = 'request'")[0]["n"] == 20
@@ -85,10 +89,9 @@ async def test_unreachable_clickhouse_spills_then_replays_in_order(make_sink, tm
     No ClickHouse server binary is available here, so "ClickHouse comes back" is a second writer on the same
     WAL pointed at real chDB (the WAL is what carries rows across; the insert path is the same client API).
     """
-    replayed0 = m.ROWS_REPLAYED._value.get()
     down = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
     await down.start()
-    assert down.writer.backlog
+    assert down.stats()["backlog"]
     for i in range(300):
         assert await down.write("request", account="acme", status=200, path=f"/p/{i}")
     assert down.stats()["wal_bytes"] > 0
@@ -101,28 +104,42 @@ async def test_unreachable_clickhouse_spills_then_replays_in_order(make_sink, tm
     await flushed(up)
     rows = up.query("SELECT path, stream, seq FROM events WHERE kind = 'request' ORDER BY stream, seq")
     assert [r["path"] for r in rows] == [f"/p/{i}" for i in range(300)]
-    assert m.ROWS_REPLAYED._value.get() - replayed0 >= 300
+    assert up.stats()["rows_replayed"] >= 300            # uncertain at start: checked against ClickHouse
     assert list((tmp_path / "wal").glob("*.wal")) == []
     from proxy.audit.query import verify
     assert verify(up)["ok"]
     await up.close()
 
 
-async def test_recovery_while_running(make_sink, tmp_path):
-    """The writer retries with backoff and replays the backlog as soon as ClickHouse answers again."""
-    s = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
-    await s.start()
-    for i in range(50):
-        s.emit("request", path=f"/a/{i}")
-    wait_until(lambda: s.stats()["wal_bytes"] > 0 and s.writer.depth() == 0, 20, "rows in the WAL")
-    s.writer.dsn = f"chdb://{tmp_path / 'ch'}"          # ClickHouse is back
-    wait_until(lambda: not s.writer.backlog, 60, "backlog replayed")
-    for i in range(50, 60):
-        s.emit("request", path=f"/a/{i}")
-    await flushed(s)
-    paths = [r["path"] for r in s.query("SELECT path FROM events WHERE kind='request' ORDER BY seq")]
-    assert paths == [f"/a/{i}" for i in range(60)]
-    await s.close()
+def _wal_rows(wal_dir, paths: list[str]) -> None:
+    """Rows written and sealed by a proxy-side writer alone (no ingester)."""
+    w = Writer(wal_dir, Redactor(), flush_seconds=60)
+    w.start()
+    for p in paths:
+        w.put("request", {"path": p})
+    assert w.seal_wait(30)
+    w.stop()
+
+
+def test_ingester_retries_with_backoff_and_catches_up(tmp_path):
+    """The ingest loop (run here in the test process) keeps rows in the WAL while ClickHouse fails, backs
+    off, and ingests the backlog in order as soon as ClickHouse answers again."""
+    wal = tmp_path / "wal"
+    _wal_rows(wal, [f"/a/{i}" for i in range(50)])
+    ing = Ingester(f"http://127.0.0.1:{closed_port()}/default", wal)
+    try:
+        assert not ing.run_pass() and ing.backlog and ing.figures["insert_errors"] == 1
+        assert not ing.run_pass()                          # backing off: no new attempt yet
+        assert ing.figures["insert_errors"] == 1 and ing.next_try > 0
+        assert ing.pending()                               # rows wait in the WAL
+        ing.dsn = f"chdb://{tmp_path / 'ch'}"             # ClickHouse is back
+        _wal_rows(wal, [f"/a/{i}" for i in range(50, 60)])
+        assert ing.run_pass(force=True) and not ing.backlog and not ing.pending()
+        with ing.client_lock:
+            res = ing.client().query("SELECT path FROM events WHERE kind = 'request' ORDER BY stream, seq")
+        assert [r[0] for r in res.result_rows] == [f"/a/{i}" for i in range(60)]
+    finally:
+        ing._drop_client()
 
 
 async def test_replay_skips_rows_clickhouse_already_has(make_sink, tmp_path):
@@ -132,16 +149,17 @@ async def test_replay_skips_rows_clickhouse_already_has(make_sink, tmp_path):
     for i in range(40):
         assert await s.write("request", path=f"/d/{i}")
     saved = tmp_path / "saved"
-    shutil.copytree(tmp_path / "wal", saved)
+    saved.mkdir()
+    for p in (tmp_path / "wal").glob("*.wal*"):
+        shutil.copy(p, saved / p.name)
     await s.close()                                    # inserted, WAL segments deleted
-    for p in saved.glob("*.wal"):                      # ...as if the process died before deleting them
-        shutil.copy(p, tmp_path / "wal" / p.name)
-    deduped0 = m.ROWS_DEDUPED._value.get()
+    for p in saved.iterdir():                          # ...as if the ingester died before deleting them
+        shutil.copy(p, tmp_path / "wal" / p.name.replace(".wal.open", ".wal"))
     s2 = make_sink()
     await s2.start()
     await flushed(s2)
     assert s2.query("SELECT count() AS n FROM events WHERE kind='request'")[0]["n"] == 40
-    assert m.ROWS_DEDUPED._value.get() - deduped0 >= 40
+    assert s2.stats()["rows_deduplicated"] >= 40
     await s2.close()
 
 
@@ -151,7 +169,7 @@ async def test_torn_wal_line_is_ignored(make_sink, tmp_path):
     s = make_sink(flush_seconds=60)
     await s.start()
     assert await s.write("request", path="/whole")
-    seg = sorted(wal.glob("*.wal"))[0]
+    seg = sorted(wal.glob("*.wal*"))[0]
     good = seg.read_bytes()
     await s.close()
     # a crashed writer left a complete batch and half a line
@@ -253,9 +271,9 @@ async def test_two_writers_on_one_wal_dir_never_touch_each_others_segments(make_
     assert a.writer.wal.dir != b.writer.wal.dir
     assert await a.write("request", path="/from-a")
     assert await b.write("request", path="/from-b")
-    a_segments = a.writer.wal.segments()
+    a_rows = [r["seq"] for p in a.writer.wal.segments() for r in Wal.read(p)]
     await b.close()                                    # b's slot is now orphaned, a's is live
-    assert a.writer.wal.segments() == a_segments       # b never replayed or deleted a's live segments
+    assert [r["seq"] for p in a.writer.wal.segments() for r in Wal.read(p)] == a_rows   # a's rows untouched
     await a.close()
     c = make_sink()
     await c.start()
@@ -266,49 +284,17 @@ async def test_two_writers_on_one_wal_dir_never_touch_each_others_segments(make_
     await c.close()
 
 
-async def test_a_hung_clickhouse_never_delays_durable_writes(make_sink):
-    """ClickHouse accepts connections but never answers: inserts hang on the insert thread while
-    WAL writes (what a client's answer waits for) go on."""
-    import socket
-    import threading as th
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    conns: list[socket.socket] = []
-    stop = th.Event()
-
-    def accept():
-        srv.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conns.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    t = th.Thread(target=accept, daemon=True)
-    t.start()
-    s = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
-    await s.start()                                   # down at start: backlog
-    s.writer.dsn = f"http://127.0.0.1:{srv.getsockname()[1]}/default"
-    for i in range(5):
-        s.emit("request", path=f"/h/{i}")
-    wait_until(lambda: s.writer._job is not None and len(conns) > 0, 30, "a replay stuck on the hung server")
-    for i in range(20):
-        assert await s.write("request", path=f"/while-hung/{i}")
-    assert s.writer._job is not None and not s.writer._job[1].done()   # the insert was still hanging
-    stop.set()
-    for c in conns:
-        c.close()
-    srv.close()
-    await s.close()
-    rows = [r for p in sorted((s.wal_dir).glob("*.wal")) for r in Wal.read(p)]
-    assert {r["path"] for r in rows} >= {f"/while-hung/{i}" for i in range(20)}
-
-
 async def test_backlog_gauges(make_sink):
-    s = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default")
+    """The proxy's /metrics shows the ingester's figures under the usual names."""
+    from prometheus_client import REGISTRY
+    s = make_sink(dsn=f"http://127.0.0.1:{closed_port()}/default", batch_size=1)
     await s.start()
     assert await s.write("request", path="/g")
-    assert m.BACKLOG._value.get() == 1 and m.ACCEPTING._value.get() == 1
-    assert m.WAL_BYTES._value.get() > 0 and m.WAL_SEGMENTS._value.get() >= 1
+
+    def sample(name):
+        return REGISTRY.get_sample_value(name)
+    wait_until(lambda: sample("airlock_audit_wal_segments") and sample("airlock_audit_backlog") == 1, 20,
+               "the ingester's backlog figures")
+    assert sample("airlock_audit_accepting") == 1 and sample("airlock_audit_wal_bytes") > 0
+    assert sample("airlock_audit_insert_errors_total") >= 1
     await s.close()

@@ -1,0 +1,252 @@
+"""The ingest loop: sealed WAL segments -> ClickHouse, in order, then deleted. Runs in the ingester
+process (``proxy.audit.ingester``), the only process that holds a ClickHouse client.
+
+Each pass walks every writer slot under the WAL base (see ``wal``). A live writer's slot (its flock is
+held) gives its sealed ``*.wal`` segments; a dead writer's slot is locked by the ingester and taken
+whole (open segment sealed first; a torn last line is cut). Segments are inserted oldest first, several
+per insert (up to ``max_rows``), as JSONEachRow straight from the WAL bytes, and deleted once inserted.
+
+A segment is *uncertain* when a previous ingester may already have inserted it (it existed when this
+one started) or when an insert of it failed (it may have landed anyway): its rows are checked against
+ClickHouse on (``stream``, ``seq``) and only the missing ones are inserted, so a crash between insert and
+delete never duplicates a row. While ClickHouse fails, passes are retried with backoff (0.5 s doubling up
+to 30 s) and rows accumulate in the WAL.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .clickhouse import connect, redacted_dsn
+from .metrics import BATCH_BUCKETS
+from .migrate import migrate
+from .wal import OPEN_SUFFIX, SUFFIX, Wal, dir_bytes, fsync_dir, seal_leftovers, sealed, slot_dirs, try_lock, unlock
+
+log = logging.getLogger("airlock.audit.ingest")
+
+RETRY_MAX_SECONDS = 30.0
+
+
+# ClickHouse error codes that mean "this data cannot be parsed", not "ClickHouse is unwell"
+_DATA_CODES = {6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117}
+
+
+def _data_error(e: BaseException) -> bool:
+    text = str(e)
+    i = text.find("Code: ")
+    if i < 0:
+        return False
+    code = text[i + 6:].split(".", 1)[0]
+    return code.isdigit() and int(code) in _DATA_CODES
+
+
+def _key(row: Any) -> tuple[str, int] | None:
+    """(stream, seq) of a WAL row, None if it has none."""
+    if isinstance(row, dict) and isinstance(row.get("stream"), str) and isinstance(row.get("seq"), int):
+        return row["stream"], row["seq"]
+    return None
+
+
+def _stem(p: Path) -> str:
+    n = p.name
+    return n[: -len(OPEN_SUFFIX)] if n.endswith(OPEN_SUFFIX) else n[: -len(SUFFIX)]
+
+
+class Ingester:
+    def __init__(self, dsn: str, base: Path, max_rows: int = 200_000):
+        self.dsn = dsn
+        self.base = Path(base)
+        self.max_rows = max(1, int(max_rows))
+        self.client_lock = threading.Lock()          # the ingest loop and query threads share the client
+        self._client: Any = None
+        self._uncertain = {_stem(p) for d in slot_dirs(self.base) for p in d.glob("*.wal*")}
+        self.cv = threading.Condition()               # notified after every pass (flush waits on it)
+        self.passes = 0
+        self.ready = False                            # the first pass has run (migrated, backlog tried)
+        self.backlog = False
+        self.last_error: str | None = None
+        self.next_try = 0.0
+        self._delay = 0.5
+        self.figures: dict[str, Any] = {"rows_written": 0, "rows_replayed": 0, "rows_deduplicated": 0,
+                                        "rows_rejected": 0, "insert_errors": 0,
+                                        "batch_buckets": [0] * (len(BATCH_BUCKETS) + 1), "batch_sum": 0}
+
+    # -- the client ---------------------------------------------------------------------
+    def client(self) -> Any:
+        """The client (connected + migrated on demand). Callers hold ``client_lock``."""
+        if self._client is None:
+            c = connect(self.dsn)
+            migrate(c)
+            self._client = c
+        return self._client
+
+    def _drop_client(self) -> None:
+        with self.client_lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection
+                    pass
+                self._client = None
+
+    # -- one pass ---------------------------------------------------------------------------
+    def run_pass(self, force: bool = False) -> bool:
+        """Ingest every segment available now. False if ClickHouse failed (retried after backoff)."""
+        if self.backlog and not force and time.monotonic() < self.next_try:
+            return False
+        ok = True
+        try:
+            with self.client_lock:
+                self.client()                         # connected + migrated, or ClickHouse failed
+            for d in slot_dirs(self.base):
+                fd = try_lock(d)                      # free: its writer is gone, take the slot whole
+                try:
+                    if fd is not None:
+                        seal_leftovers(d)
+                    self._ingest_dir(d)
+                finally:
+                    unlock(fd)
+        except Exception as e:  # noqa: BLE001 - any driver error means "ClickHouse failed"
+            ok = False
+            self._failed(e)
+        else:
+            if self.backlog:
+                log.warning("audit: ClickHouse %s reachable again; WAL backlog ingested", redacted_dsn(self.dsn))
+            self.backlog, self._delay = False, 0.5
+        with self.cv:
+            self.passes += 1
+            self.ready = True
+            self.cv.notify_all()
+        return ok
+
+    def _ingest_dir(self, d: Path) -> None:
+        segs = sealed(d)
+        while segs:
+            batch = [segs.pop(0)]
+            while segs and self._rows_hint(batch) < self.max_rows:
+                batch.append(segs.pop(0))
+            try:
+                self._ingest(batch)
+            except Exception as e:
+                if not _data_error(e):
+                    raise
+                for seg in batch:                    # ClickHouse answered but refused the data: find the segment
+                    try:
+                        self._ingest([seg])
+                    except Exception as e1:
+                        if not _data_error(e1):
+                            raise
+                        self._reject(seg, e1)
+
+    @staticmethod
+    def _rows_hint(batch: list[Path]) -> int:
+        return sum(p.stat().st_size for p in batch) // 400       # ~400 bytes a row: bounds the batch size
+
+    def _ingest(self, batch: list[Path]) -> None:
+        rows, data, replayed, deduped = 0, [], 0, 0
+        for seg in batch:
+            lines, n, skipped = self._read(seg)
+            data.append(lines)
+            rows += n
+            if skipped is not None:
+                replayed, deduped = replayed + n, deduped + skipped
+        self._insert(b"".join(data), rows, batch)
+        self.figures["rows_replayed"] += replayed
+        self.figures["rows_deduplicated"] += deduped
+
+    def _reject(self, seg: Path, e: BaseException) -> None:
+        """Move a segment ClickHouse refuses (not a connection problem) aside so the rest can go in."""
+        n = sum(1 for _ in Wal.read_lines(seg))
+        dest = self.base / "rejected"
+        dest.mkdir(exist_ok=True)
+        seg.rename(dest / seg.name)
+        self._uncertain.discard(_stem(seg))
+        self.figures["rows_rejected"] += n
+        log.error("audit: ClickHouse refused WAL segment %s (%d rows): %s; moved to %s (see "
+                  "airlock_audit_rows_rejected_total)", seg.name, n, str(e).splitlines()[0][:300], dest)
+
+    def _read(self, seg: Path) -> tuple[bytes, int, int | None]:
+        """(JSON lines to insert, their count, rows skipped as already in ClickHouse or None when the
+        segment is not uncertain and goes in as written)."""
+        if _stem(seg) in self._uncertain:
+            lines = list(Wal.read_lines(seg))
+            fresh = self._not_in_clickhouse(lines)
+            return b"".join(fresh), len(fresh), len(lines) - len(fresh)
+        data = seg.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            log.warning("audit WAL %s: ignoring torn last line (unacknowledged batch)", seg.name)
+        return data[:end], data.count(b"\n", 0, end), None
+
+    def _insert(self, data: bytes, rows: int, segs: list[Path]) -> None:
+        try:
+            if rows:
+                with self.client_lock:
+                    self.client().raw_insert("events", None, data, fmt="JSONEachRow")
+        except Exception:
+            self._uncertain.update(_stem(s) for s in segs)    # it may have landed: check before retrying
+            raise
+        for s in segs:
+            try:
+                s.unlink()
+            except FileNotFoundError:
+                pass
+            self._uncertain.discard(_stem(s))
+        if segs:
+            fsync_dir(segs[0].parent)
+        f = self.figures
+        f["rows_written"] += rows
+        f["batch_sum"] += rows
+        i = next((i for i, b in enumerate(BATCH_BUCKETS) if rows <= b), len(BATCH_BUCKETS))
+        f["batch_buckets"][i] += 1
+
+    def _not_in_clickhouse(self, lines: list[tuple[bytes, dict[str, Any]]]) -> list[bytes]:
+        """The WAL lines whose (stream, seq) ClickHouse does not have yet."""
+        by_stream: dict[str, list[int]] = {}
+        keys = [_key(r) for _, r in lines]
+        for k in keys:
+            if k is not None:
+                by_stream.setdefault(k[0], []).append(k[1])
+        have: set[tuple[str, int]] = set()
+        for stream, seqs in by_stream.items():
+            with self.client_lock:
+                res = self.client().query("SELECT seq FROM events WHERE stream = {s:String} AND seq BETWEEN "
+                                          "{a:UInt64} AND {b:UInt64}",
+                                          parameters={"s": stream, "a": min(seqs), "b": max(seqs)})
+            have.update((stream, int(x[0])) for x in res.result_rows)
+        return [line for (line, _), k in zip(lines, keys) if k not in have]   # keyless: ClickHouse judges
+
+    def _failed(self, e: BaseException) -> None:
+        self.figures["insert_errors"] += 1
+        self.last_error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+        if not self.backlog:
+            log.error("audit: ClickHouse %s failed (%s); rows accumulate in the WAL and are ingested when it "
+                      "answers again", redacted_dsn(self.dsn), self.last_error)
+        self.backlog = True
+        self._drop_client()
+        self.next_try = time.monotonic() + self._delay
+        self._delay = min(RETRY_MAX_SECONDS, self._delay * 2)
+
+    # -- flush + figures ------------------------------------------------------------------------
+    def pending(self) -> set[Path]:
+        return {p for d in slot_dirs(self.base) for p in sealed(d)}
+
+    def wait_ingested(self, segments: set[Path], timeout: float) -> bool:
+        """Block until none of ``segments`` is left (each pass deletes what it inserted)."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                segments = {p for p in segments if p.exists()}
+                left = deadline - time.monotonic()
+                if not segments or left <= 0:
+                    return not segments
+                self.cv.wait(min(left, 0.5))
+
+    def stats(self) -> dict[str, Any]:
+        dirs = slot_dirs(self.base)
+        return {**self.figures, "backlog": self.backlog, "last_error": self.last_error, "ready": self.ready,
+                "wal_bytes": sum(dir_bytes(d) for d in dirs),
+                "wal_segments": sum(len(list(d.glob("*.wal*"))) for d in dirs)}
