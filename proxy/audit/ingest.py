@@ -146,16 +146,18 @@ class Ingester:
         return sum(p.stat().st_size for p in batch) // 400       # ~400 bytes a row: bounds the batch size
 
     def _ingest(self, batch: list[Path]) -> None:
-        rows, data, replayed, deduped = 0, [], 0, 0
+        rows, data, replayed, deduped, unreadable = 0, [], 0, 0, 0
         for seg in batch:
-            lines, n, skipped = self._read(seg)
+            lines, n, skipped, bad = self._read(seg)
             data.append(lines)
             rows += n
+            unreadable += bad
             if skipped is not None:
                 replayed, deduped = replayed + n, deduped + skipped
         self._insert(b"".join(data), rows, batch)
         self.figures["rows_replayed"] += replayed
         self.figures["rows_deduplicated"] += deduped
+        self.figures["rows_rejected"] += unreadable
 
     def _reject(self, seg: Path, e: BaseException) -> None:
         """Move a segment ClickHouse refuses (not a connection problem) aside so the rest can go in."""
@@ -168,18 +170,19 @@ class Ingester:
         log.error("audit: ClickHouse refused WAL segment %s (%d rows): %s; moved to %s (see "
                   "airlock_audit_rows_rejected_total)", seg.name, n, str(e).splitlines()[0][:300], dest)
 
-    def _read(self, seg: Path) -> tuple[bytes, int, int | None]:
+    def _read(self, seg: Path) -> tuple[bytes, int, int | None, int]:
         """(JSON lines to insert, their count, rows skipped as already in ClickHouse or None when the
-        segment is not uncertain and goes in as written)."""
+        segment is not uncertain and goes in as written, unreadable lines skipped)."""
         if _stem(seg) in self._uncertain:
-            lines = list(Wal.read_lines(seg))
+            lines = list(Wal.read_lines(seg))            # unreadable lines are logged and skipped: count them
+            unreadable = seg.read_bytes().count(b"\n") - len(lines)
             fresh = self._not_in_clickhouse(lines)
-            return b"".join(fresh), len(fresh), len(lines) - len(fresh)
+            return b"".join(fresh), len(fresh), len(lines) - len(fresh), unreadable
         data = seg.read_bytes()
         end = data.rfind(b"\n") + 1
         if end < len(data):
             log.warning("audit WAL %s: ignoring torn last line (unacknowledged batch)", seg.name)
-        return data[:end], data.count(b"\n", 0, end), None
+        return data[:end], data.count(b"\n", 0, end), None, 0
 
     def _insert(self, data: bytes, rows: int, segs: list[Path]) -> None:
         try:

@@ -32,7 +32,8 @@ _COUNTERS = {"rows_written": ("airlock_audit_rows_written", "Audit rows inserted
              "rows_deduplicated": ("airlock_audit_rows_deduplicated",
                                    "WAL rows skipped on replay because ClickHouse already had them"),
              "rows_rejected": ("airlock_audit_rows_rejected",
-                               "WAL rows ClickHouse refused to parse (segment moved to <wal_dir>/rejected)"),
+                               "WAL rows that could not be read or that ClickHouse refused to parse "
+                               "(logged; a refused segment is moved to <wal_dir>/rejected)"),
              "insert_errors": ("airlock_audit_insert_errors", "Failed ClickHouse inserts (rows kept in the WAL)")}
 _GAUGES = {"wal_bytes": ("airlock_audit_wal_bytes", "Bytes of audit rows in WAL segments not yet in ClickHouse"),
            "wal_segments": ("airlock_audit_wal_segments", "WAL segment files not yet in ClickHouse"),

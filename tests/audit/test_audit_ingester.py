@@ -116,11 +116,12 @@ class _Reader:
 
 
 def test_torn_open_segment_of_a_dead_writer(tmp_path):
-    """A dead writer's open segment with half a line: the whole lines go in, the torn one is skipped."""
+    """A dead writer's open segment with half a line: the whole lines go in, the torn one is skipped;
+    unreadable or refused rows are counted and never block the rest."""
     wal = tmp_path / "wal"
     wal.mkdir()
     line = b'{"ts":"1700000000.000001","kind":"request","stream":"dead","seq":0,"path":"/ok"}\n'
-    (wal / ("0" * 19 + "1-dead.wal.open")).write_bytes(line + b'{"ts": 1, "kind": "req')
+    (wal / ("0" * 19 + "1-dead.wal.open")).write_bytes(line + b"not json\n" + b'{"ts": 1, "kind": "req')
     # and a segment ClickHouse cannot parse: set aside and counted, it must not block the others
     (wal / ("0" * 19 + "2-bad.wal")).write_bytes(b'{"ts":"yesterday","kind":"request","seq":0}\n')
     (wal / ("0" * 19 + "3-next.wal")).write_bytes(line.replace(b'"dead"', b'"next"'))
@@ -130,7 +131,7 @@ def test_torn_open_segment_of_a_dead_writer(tmp_path):
         wait_until(lambda: _ready(reader) and reader.count() == 2, 60, "the whole lines ingested")
         assert not list(wal.glob("*.wal*"))
         assert [p.name for p in (wal / "rejected").iterdir()] == ["0" * 19 + "2-bad.wal"]
-        assert reader.link.call("stats")["rows_rejected"] == 1
+        assert reader.link.call("stats")["rows_rejected"] == 2       # the unreadable line and the refused row
     finally:
         ing.stop(60)
 
