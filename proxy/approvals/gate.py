@@ -101,6 +101,7 @@ class Gate:
                           agent=getattr(ctx, "agent", None), subject=getattr(ctx, "subject", None),
                           account=getattr(ctx, "account", None), flow=getattr(ctx, "flow", None),
                           session=getattr(ctx, "session_id", None), justification=call.get("justification"))
+            del ctx
             if wf.async_approval:
                 await self._async(flow, call, fields, modern)
             else:
@@ -121,6 +122,8 @@ class Gate:
         rid, left = req.id, req.seconds_left()
         del req                                                 # keep held frames small (10,000 at once)
         fields.clear()
+        for key in ("args", "context", "justification"):       # in the store now; the call keeps its id and tool
+            call.pop(key, None)
         self._track(flow, rid)
         if flow.client_conn.timestamp_end is not None:          # gone before we could register the hold
             self._untrack(flow, rid)
