@@ -360,7 +360,8 @@ async def _port_open(port: int) -> bool:
 async def _bare(holds: int) -> dict:
     """The floor, client side: the held connections live in this process, the RSS is the server's only."""
     import subprocess
-    proc = subprocess.Popen([sys.executable, "-m", "bench.approvals_hold", "--bare-serve", "--holds", str(holds)],
+    # under -O, as `airlock run` re-executes itself
+    proc = subprocess.Popen([sys.executable, "-O", "-m", "bench.approvals_hold", "--bare-serve", "--holds", str(holds)],
                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         port = json.loads(await asyncio.to_thread(proc.stdout.readline))["port"]
@@ -415,14 +416,17 @@ def _reading(res: dict) -> str:
         f"started at {res.get('rss_mb_before')} MB (chDB audit engine, policy, mitmproxy, Redis client).",
     ]
     if bare:
-        lines.append(f"A bare mitmproxy holding requests in an await costs {bare} KB per held request "
-                     "(measured by `--bare`, client sockets included): almost all of the per-call memory is "
-                     "mitmproxy's own connection/flow state; the approvals bookkeeping adds ~3 KB (measured with "
-                     "tracemalloc). 10,000 holds in <= 200 MB total is therefore not reachable on mitmproxy "
-                     "with the in-process chDB audit; the approvals part is within budget.")
-    lines.append("Release latency and requests/s were measured on 2 vCPUs shared with ~8 engineers' test runs "
-                 "(load average 7-10 during the run): the rps figures swing by 2x between identical runs, so "
-                 "rps_ratio says nothing here; rerun on a quiet machine (`--seconds 10`) before comparing.")
+        lines.append(f"A bare mitmproxy holding requests in an await costs {bare} KB per held request (`--bare`: "
+                     "the server process alone, its clients in another process), so most of the per-call memory is "
+                     "mitmproxy's own connection, layers, streams and tasks (several empty deques of 760 B each); "
+                     "`--trace 5` splits what is left by source line. With that floor above 20 KB, 10,000 holds in "
+                     "<= 200 MB is out of reach on one mitmproxy process whatever the approvals part costs.")
+    gc_rel = res.get("gc_while_releasing") or {}
+    worst = max((g.get("max_cpu_ms", 0) for g in gc_rel.values()), default=0)
+    lines.append(f"GC while releasing: worst pause {worst} ms of CPU ({', '.join(gc_rel) or 'none'}); the wall-clock "
+                 "pauses next to it include waiting for a core.")
+    lines.append("Release latency and requests/s are wall-clock: on a shared 2-vCPU box they follow the load "
+                 "average more than the code; compare runs made in the same conditions.")
     return "\n".join(lines) + "\n"
 
 
