@@ -108,3 +108,5 @@ async def test_reservation_released_when_the_client_left_during_admission(tmp_pa
     await gw.request(f)
     assert f.metadata[CALL].admission is None
     assert [float(await rt.store.get(k)) for k in await rt.store.scan("budget:")] == [0.0]
+    # not forwarded: the provider would bill a call that no reservation covers
+    assert f.error is not None and f.metadata[flowmeta.OUTCOME] == "client_disconnected"
