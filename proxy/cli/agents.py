@@ -13,7 +13,7 @@ from ..discover.discover import discover as do_discover
 from ..discover.docs import DocError
 from ..discover.onboard import OnboardError, onboard as do_onboard
 from ..discover.registry import AGENTS
-from ..discover.restore import restore as do_restore
+from ..discover.restore import restore_with_tokens
 from .common import AdminClient, emit_json, fail, print_table, state
 
 agents_app = typer.Typer(help="Find local coding agents and route them through Airlock.", no_args_is_help=True)
@@ -172,18 +172,40 @@ def _summary(results, cfg_diffs, cfg_path: Path, dry: bool) -> None:
 def restore(home: Optional[Path] = HOME, project: Optional[Path] = PROJECT,
             agent: List[str] = typer.Option([], "--agent", help="Only this agent's files (repeatable; "
                                             "'airlock' = Airlock's own config)."),
+            keep_tokens: bool = typer.Option(False, "--keep-tokens",
+                                             help="Do not revoke the gateway tokens the restored files dropped."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Put every onboarded file back byte for byte from its first backup."""
+    """Put every onboarded file back byte for byte from its first backup, and revoke the gateway tokens
+    onboard wrote into them (no agent holds them any more)."""
     try:
-        done = do_restore(_home(home), _project(project), agent or None)
+        done, dropped = restore_with_tokens(_home(home), _project(project), agent or None)
     except (OSError, ValueError) as e:
         fail(f"restore failed: {e}")
+    tokens = [] if keep_tokens else [_revoke(t) for t in sorted(dropped)]
     if as_json:
-        emit_json(done)
-    elif not done:
+        emit_json(done + tokens)
+        return
+    if not done:
         typer.echo("nothing to restore")
     else:
         print_table(done, ["agent", "action", "file"])
+    for t in tokens:
+        typer.echo(f"token {t['token_id']}: {t['action']}")
+
+
+def _revoke(token_id: str) -> dict:
+    """Revoke one token through the running Airlock; never fails the restore (it is already done)."""
+    import httpx
+    try:
+        client = AdminClient.from_ctx()
+        r = client.http.post(f"/v1/keys/{token_id}/revoke")
+        action = "revoked" if r.status_code == 200 else \
+            "not known to this Airlock" if r.status_code == 404 else f"not revoked (HTTP {r.status_code})"
+    except (httpx.HTTPError, typer.Exit) as e:
+        action = f"not revoked (admin API unreachable: {type(e).__name__})"
+    if action != "revoked" and "not known" not in action:
+        action += f"; still valid: run 'airlock keys revoke {token_id}'"
+    return {"token_id": token_id, "action": action}
 
 
 def register(app: typer.Typer) -> None:

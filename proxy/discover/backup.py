@@ -55,16 +55,24 @@ class Backups:
             self._save(m)
         return str(dest) if dest else None
 
-    def restore(self, agents: list[str] | None = None, under: list[Path] | None = None) -> list[dict]:
-        """Put files back from their first backup; returns what was done, per file."""
-        m = self.manifest()
-        done = []
+    def _selected(self, m: dict, agents: list[str] | None, under: list[Path] | None):
         for key, ent in sorted(m["files"].items()):
             if agents and ent["agent"] not in agents:
                 continue
             p = Path(key)
             if under and ent["agent"] != "airlock" and not any(p.is_relative_to(u.absolute()) for u in under):
                 continue
+            yield key, ent, p
+
+    def files(self, agents: list[str] | None = None, under: list[Path] | None = None) -> list[Path]:
+        """The files ``restore`` with the same arguments would touch."""
+        return [p for _, _, p in self._selected(self.manifest(), agents, under)]
+
+    def restore(self, agents: list[str] | None = None, under: list[Path] | None = None) -> list[dict]:
+        """Put files back from their first backup; returns what was done, per file."""
+        m = self.manifest()
+        done = []
+        for key, ent, p in list(self._selected(m, agents, under)):
             if ent["backup"] is None:
                 p.unlink(missing_ok=True)
                 done.append({"file": key, "agent": ent["agent"], "action": "removed (did not exist before)"})

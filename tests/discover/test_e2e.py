@@ -87,10 +87,21 @@ def test_rewritten_claude_code_entry_works_through_airlock(onboarded, airlock):
 
 def test_restore_removes_files_onboard_created(onboarded, airlock, upstream):
     assert (onboarded / ".claude" / "settings.json").exists()
-    p = run_cli("agents", "restore", "--home", str(onboarded), "--json")
+    entry = json.loads((onboarded / ".claude.json").read_text())["mcpServers"]["docs"]
+    token = entry["headers"]["Authorization"].removeprefix("Bearer ")
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    headers = {"accept": "application/json, text/event-stream", "authorization": f"Bearer {token}"}
+    assert httpx.post(entry["url"], json=init, headers=headers, timeout=30).status_code == 200
+    p = run_cli("agents", "restore", "--home", str(onboarded), "--json", env=airlock.cli_env())
     assert p.returncode == 0, p.stderr
-    actions = {Path(x["file"]).name: x["action"] for x in json.loads(p.stdout)}
+    rows = json.loads(p.stdout)
+    actions = {Path(x["file"]).name: x["action"] for x in rows if "file" in x}
     assert actions == {".claude.json": "restored", "settings.json": "removed (did not exist before)"}
+    # the token onboard minted is in no agent file any more: restore revoked it
+    assert [x for x in rows if "token_id" in x] == [{"token_id": token.split("_")[1], "action": "revoked"}]
+    assert token not in p.stdout
+    assert httpx.post(entry["url"], json=init, headers=headers, timeout=30).status_code == 401
     assert not (onboarded / ".claude" / "settings.json").exists()
     assert json.loads((onboarded / ".claude.json").read_text())["mcpServers"]["docs"]["url"] == upstream
 
