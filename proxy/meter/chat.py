@@ -86,6 +86,16 @@ class ChatParser:
                     text += fn["arguments"]
         return text
 
+    def deferrable(self, ev: Event) -> bool:
+        """Can this event be parsed later, if ever? A plain delta chunk after the first event: no
+        usage (``"usage":null`` aside), no error, not ``[DONE]``. Only the output text and the
+        per-choice state come from such a chunk, and they matter only when billing on the count."""
+        d = ev.data
+        if self.id is None or d[:1] != b"{" or b'"error"' in d:
+            return False
+        i = d.find(b'"usage"')
+        return i < 0 or d[i + 7:i + 20].lstrip().lstrip(b":").lstrip()[:4] == b"null"
+
     @property
     def finished(self) -> bool:
         return self.done or self.error is not None

@@ -22,7 +22,7 @@ from .budget import Admission
 from .chat import ChatParser
 from .prices import Rates
 from .responses import ResponsesParser
-from .sse import SSESplitter
+from .sse import Event, SSESplitter
 from .tokens import Counter, estimate_input
 from .metrics import FAILURES
 from .usage import Usage
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024   # a longer "event" means this is not SSE: stop parsing, pass it on
 PENDING_TEXT = 64 * 1024            # bytes of output text kept uncounted at most (uncapped streams)
+DEFERRED_DATA = 128 * 1024          # bytes of delta event data kept unparsed at most (uncapped Chat streams)
 CALL = "airlock.gateway.call"      # flow.metadata key shared by addons.gateway and addons.metering
 
 
@@ -107,7 +108,8 @@ class StreamMeter:
     """
 
     __slots__ = ("call", "parser", "splitter", "counter", "factor", "raw_output", "allowance", "on_cut",
-                 "cut", "events", "input_known", "margin", "broken", "pending", "pending_bound")
+                 "cut", "events", "input_known", "margin", "broken", "pending", "pending_bound", "deferred",
+                 "deferred_bytes")
 
     def __init__(self, call: Call, on_cut: Callable[[], None] | None = None) -> None:
         self.call = call
@@ -118,6 +120,8 @@ class StreamMeter:
         self.raw_output = 0            # tokens of the text counted so far (before the safety factor)
         self.pending: list[str] = []   # text not counted yet
         self.pending_bound = 0         # its UTF-8 bytes: an upper bound of its tokens
+        self.deferred: list[bytes] = []   # data of plain delta events not parsed yet (uncapped Chat streams)
+        self.deferred_bytes = 0
         self.allowance = call.admission.output_allowance if call.admission else None
         self.on_cut = on_cut
         self.cut = False
@@ -129,6 +133,8 @@ class StreamMeter:
 
     def sync(self) -> int:
         """Count the pending text; set and return ``call.counted_output`` (exact)."""
+        if self.deferred:
+            self._parse_deferred()
         if self.pending:
             p = self.pending
             self.raw_output += self.counter.count(p[0] if len(p) == 1 else "".join(p))
@@ -137,6 +143,19 @@ class StreamMeter:
         extra = self.parser.extra if self.parser is not None else 0
         self.call.counted_output = n = int(self.raw_output * self.factor + 0.999) + extra
         return n
+
+    def _parse_deferred(self) -> None:
+        events, self.deferred, self.deferred_bytes = self.deferred, [], 0
+        on_event = self.parser.on_event
+        try:
+            for data in events:
+                text = on_event(Event(b"", None, data))
+                if text:
+                    self.pending.append(text)
+                    self.pending_bound += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        except Exception:   # noqa: BLE001 - billing goes on with what was counted
+            log.exception("metering: stream parser failed on a delta; its text is not counted")
+            FAILURES.labels("stream_parse").inc()
 
     def _take(self, text: str) -> None:
         if self.call.first_token is None:
@@ -207,9 +226,19 @@ class StreamMeter:
         events, so when none is dropped it goes on as it came (the same bytes object)."""
         p = self.parser
         on_event = p.on_event
+        defer = getattr(p, "deferrable", None)
         hide = not self.call.client_wants_usage
         out = None
         for i, ev in enumerate(events):
+            if defer is not None and defer(ev):
+                # a plain delta: parsed only if the call is billed on the count (no provider usage)
+                self.deferred.append(ev.data)
+                self.deferred_bytes += len(ev.data)
+                if self.call.first_token is None:
+                    self.call.first_token = time.perf_counter()
+                if out is not None:
+                    out.append(ev.raw)
+                continue
             text = on_event(ev)
             if text:
                 self._take(text)
@@ -219,7 +248,7 @@ class StreamMeter:
                 continue
             if out is not None:
                 out.append(ev.raw)
-        if self.pending_bound > PENDING_TEXT:
+        if self.pending_bound > PENDING_TEXT or self.deferred_bytes > DEFERRED_DATA:
             self.sync()
         if p.usage is not None:
             self.call.usage = p.usage

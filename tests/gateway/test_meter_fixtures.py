@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.meter import sse
+from proxy.meter.chat import ChatParser
+from proxy.meter.sse import parse_event
 from proxy.meter.stream import Call, StreamMeter
 from proxy.meter.usage import Usage
 
@@ -146,6 +148,8 @@ def test_parser_failure_forwards_the_rest_untouched():
     meter = StreamMeter(call)
 
     class Flaky:            # the real parser, failing on the 5th event
+        deferrable = None   # every event goes through on_event at once
+
         def __init__(self, inner):
             self.inner, self.n = inner, 0
 
@@ -212,3 +216,27 @@ def test_usage_of_big_json_answers_without_parsing_them_whole():
     assert usage_of_json(big) == ({"prompt_tokens": 1234, "total_tokens": 1234}, None)
     with pytest.raises(ValueError):
         usage_of_json(b"{not json")
+
+
+def test_plain_chat_deltas_parsed_only_when_billing_needs_them():
+    name = "openai-chat-text-include-usage.sse"
+    call = Call(kind="openai", provider="p", api="chat", model="gpt-4o", stream=True)
+    meter = StreamMeter(call)
+    for c in chunks((STREAMS / name).read_bytes(), random.Random(0)):
+        meter(c)
+    meter(b"")
+    assert meter.deferred and meter.raw_output == 0           # deltas kept, not parsed or tokenized
+    usage, source = call.billable()
+    assert source == "provider" and usage.output_tokens == FACTS[name][3] and meter.deferred
+    assert meter.sync() == FACTS[name][3] and not meter.deferred   # counted when billing needs it
+
+
+def test_chat_deferrable_events():
+    p = ChatParser()
+    delta = b'{"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}'
+    assert not p.deferrable(parse_event(b"data: " + delta + b"\n\n"))      # the first event is always parsed
+    p.on_event(parse_event(b"data: " + delta + b"\n\n"))
+    assert p.deferrable(parse_event(b"data: " + delta + b"\n\n"))
+    assert p.deferrable(parse_event(b'data: {"choices":[],"usage" : null}\n\n'))
+    for data in (b'{"choices":[],"usage":{"prompt_tokens":3}}', b'{"error":{"message":"x"}}', b"[DONE]"):
+        assert not p.deferrable(parse_event(b"data: " + data + b"\n\n"))
