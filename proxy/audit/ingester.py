@@ -5,7 +5,7 @@
 It inserts sealed WAL segments into ClickHouse (``ingest``) and answers the proxies' queries, flushes
 and stats on ``ipc.socket_path(DIR)``. One ingester per WAL base: a second one waits on the
 ``.ingester.lock`` flock as a standby and takes over when the first exits. It polls the slot
-directories every ``POLL_SECONDS`` for new sealed segments. SIGTERM (or its parent exiting): ingest
+directories every ``POLL_SECONDS`` for new sealed segments, and at once when a flush asks. SIGTERM (or its parent exiting): ingest
 every sealed segment (bounded by ``STOP_SECONDS`` while ClickHouse fails), close the socket, exit 0.
 
 ``spawn(cfg)`` / ``spawn_for(dsn, wal_dir)`` start it as a child (``-O`` propagated) and return a
@@ -34,7 +34,7 @@ from .wal import try_lock, unlock
 
 log = logging.getLogger("airlock.audit.ingester")
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.1
 STOP_SECONDS = 10.0
 DSN_ENV = "AIRLOCK_AUDIT_DSN"
 MODE_ENV = "AIRLOCK_AUDIT_INGESTER"
@@ -52,6 +52,8 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         try:
             req = orjson.loads(body)
+            if req.get("op") == "flush":
+                self.server.wake.set()  # type: ignore[attr-defined]
             out = ipc.answer(_serve(ing, req))
         except Exception as e:  # noqa: BLE001 - every failure goes back to the caller
             out = ipc.answer(error=e)
@@ -92,8 +94,14 @@ def run(dsn: str, wal_dir: Path) -> int:
     wal_dir = Path(wal_dir)
     stop = threading.Event()
     parent = os.getppid()
+    wake = threading.Event()                            # a flush request, or stop: run a pass now
+
+    def on_signal(*_: Any) -> None:
+        stop.set()
+        wake.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
 
     def orphaned() -> bool:
         return os.getppid() != parent
@@ -116,12 +124,14 @@ def run(dsn: str, wal_dir: Path) -> int:
     finally:
         os.umask(old)
     server.ingester = ing  # type: ignore[attr-defined]
+    server.wake = wake  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, name="ingester-socket", daemon=True).start()
     log.info("audit ingester %d serving %s", os.getpid(), path)
     try:
         while not stop.is_set() and not orphaned():
             ing.run_pass()
-            stop.wait(POLL_SECONDS)
+            wake.wait(POLL_SECONDS)
+            wake.clear()
         # the writers sealed before asking us to stop; a ClickHouse already failing gets one more try
         deadline = time.monotonic() + (0 if ing.backlog else STOP_SECONDS)
         while not ing.run_pass(force=True) and time.monotonic() < deadline:
