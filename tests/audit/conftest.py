@@ -1,4 +1,4 @@
-"""Audit test helpers: real chDB in this process (one engine path at a time: every sink is closed)."""
+"""Audit test helpers: each sink spawns its ingester process with real chDB (every sink is closed, so its ingester exits)."""
 from __future__ import annotations
 
 import asyncio
