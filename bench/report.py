@@ -130,9 +130,9 @@ def targets_table(results: dict) -> str:
     if rs.get("samples"):
         from .rss import stats
         rs = {**rs, **stats(rs["samples"])}
-    add(f"RSS over {rs.get('requests', '?')} requests", f"{rs.get('mb_per_100k')} MB per 100k after warm-up"
-        if rs else None, "flat (< 1 MB/100k)", bool(rs.get("flat")),
-        f"grows {rs.get('mb_per_100k')} MB per 100k" if rs else "")
+    from .rss import summary
+    figure, short = summary(rs) if rs else (None, "")
+    add(f"RSS over {rs.get('requests', '?')} requests", figure, "flat (< 1 MB/100k)", bool(rs.get("flat")), short)
     ah = R.get("approvals_hold") or {}
     if ah:
         grown = round((ah.get("rss_mb_held") or 0) - (ah.get("rss_mb_before") or 0), 1)

@@ -101,6 +101,14 @@ def stats(samples: list) -> dict:
     return out
 
 
+def summary(res: dict) -> tuple[str, str]:
+    """(the figure, how far from flat) for the targets table, from a result with ``stats`` applied."""
+    proxy, tree = res.get("mb_per_100k"), res.get("tree_mb_per_100k")
+    figure = f"{proxy} MB per 100k after warm-up" + (f" (process tree: {tree})" if tree is not None else "")
+    worst = max((x for x in (proxy, tree) if x is not None), default=None)
+    return figure, f"grows {worst} MB per 100k"
+
+
 def table(res: dict) -> str:
     pts = res["samples"]
     res = {**res, **stats(pts)}
