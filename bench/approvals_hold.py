@@ -147,6 +147,13 @@ async def throughput(port: int, token: str, seconds: float, conns: int = 16) -> 
     return count / (time.perf_counter() - t0)
 
 
+def cpu_ms(pid: int, tid: int | None = None) -> float:
+    """CPU time (user + system) of a process, or of one of its threads."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     text = Path(f"/proc/{pid}/status").read_text()
     rss = int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
@@ -269,6 +276,7 @@ async def _run(holds: int, seconds: float, redis: str | None, trace: int = 0) ->
         out["pending_listed"] = len(ids)
         lat = []
         a.proc.send_signal(signal.SIGUSR1)            # probe: GC pauses during the release samples
+        cpu0 = cpu_ms(a.proc.pid), cpu_ms(a.proc.pid, a.proc.pid)
         sample = [n for n in range(0, holds, max(1, holds // 300)) if n in ids][:300]
         for n in sample:
             t0 = time.perf_counter()
@@ -277,6 +285,10 @@ async def _run(holds: int, seconds: float, redis: str | None, trace: int = 0) ->
             t_end, status, _ = await asyncio.wait_for(answers[n], 30)
             assert status == 200
             lat.append((t_end - t0) * 1000)
+        # CPU the proxy spent per sequential release (whole process / its event-loop thread): unlike the
+        # wall-clock latency, it does not depend on how busy the shared machine is
+        out["release_cpu_ms_per_call"] = round((cpu_ms(a.proc.pid) - cpu0[0]) / max(1, len(lat)), 2)
+        out["release_loop_cpu_ms_per_call"] = round((cpu_ms(a.proc.pid, a.proc.pid) - cpu0[1]) / max(1, len(lat)), 2)
         out["gc_while_releasing"] = (await _probe(a, probe_out))["gc"]
         lat.sort()
         out["release_ms_p50"] = round(statistics.median(lat), 2)
