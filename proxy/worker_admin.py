@@ -42,9 +42,11 @@ def build_app(sup: "Supervisor") -> web.Application:
     async def workers(request):
         if not authorized(request):
             return _error(401, "admin token required: pass --admin-token or set AIRLOCK_ADMIN_TOKEN")
+        ing = sup.ingester
         return web.json_response({"workers": [
             {"index": w.index, "pid": w.proc.pid if w.proc else None, "alive": w.alive(), "ready": w.ready,
-             "restarts": w.restarts} for w in sup.workers]})
+             "restarts": w.restarts} for w in sup.workers],
+            "ingester": await asyncio.to_thread(ing.state) if ing is not None else None})
 
     async def metrics(request):
         texts = await asyncio.gather(*[_fetch(sup, w, "/metrics", request.headers) for w in _live(sup)])

@@ -103,7 +103,7 @@ class Supervisor:
         ensure_ca(self.cfg)
         self.token = resolve_admin_token(self.cfg)
         socket_path(self.cfg, 0).parent.mkdir(parents=True, exist_ok=True)
-        self._start_ingester()
+        await self._start_ingester()
         loop = asyncio.get_running_loop()
         for s in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(s, lambda: loop.create_task(self.stop()))
@@ -123,10 +123,14 @@ class Supervisor:
         monitor.cancel()
         return self.exit_code
 
-    def _start_ingester(self) -> None:
-        ing = optional("proxy.audit.ingester")
-        if ing is not None and hasattr(ing, "spawn"):
-            self.ingester = ing.spawn(self.cfg)
+    async def _start_ingester(self) -> None:
+        """One ingester for every worker's WAL slot, restarted with backoff if it dies (rows wait in the
+        WAL meanwhile)."""
+        sup = optional("proxy.audit.supervise")
+        if sup is not None and hasattr(sup, "IngesterLink"):
+            from .audit import wal_dir_of
+            self.ingester = sup.IngesterLink(self.cfg.clickhouse_dsn(), wal_dir_of(self.cfg), spawn=True)
+            await asyncio.to_thread(self.ingester.start, 10.0)
         elif self.cfg.clickhouse_dsn().startswith("chdb://"):
             from .server import StartupError
             raise StartupError("--workers with the in-process chDB audit store needs the audit ingester "

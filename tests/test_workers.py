@@ -88,6 +88,16 @@ def test_a_dead_worker_is_restarted_and_traffic_goes_on(two_workers):
         assert r.status_code == 200
     assert "exited with code -9; restarting" in a.logs()
 
+    ing = a.admin("GET", "/v1/workers").json()["ingester"]       # the one audit ingester is watched too
+    assert ing["alive"] and ing["restarts"] == 0
+    os.kill(ing["pid"], signal.SIGKILL)
+    wait_until(lambda: (s := a.admin("GET", "/v1/workers").json()["ingester"])["restarts"] == 1 and s["alive"]
+               and s["pid"] != ing["pid"], 60, "ingester restarted")
+    def counted():
+        r = a.admin("POST", "/v1/audit/query", {"sql": "SELECT count() AS n FROM events WHERE kind = 'request'"})
+        return r.status_code == 200 and r.json()["rows"][0]["n"] >= 20
+    wait_until(counted, 60, "audit rows queried through the restarted ingester")
+
 
 def test_sigterm_stops_every_worker_and_exits_zero(two_workers):
     a = two_workers

@@ -17,7 +17,7 @@ def migrate(
 ) -> None:
     """Apply pending migrations from schema/migrations in order."""
     from ..audit.migrate import MigrationError, applied, migrate as run, migrations
-    from ..audit.writer import connect, redacted_dsn
+    from ..audit.clickhouse import connect, redacted_dsn
     target = dsn or load_config().clickhouse_dsn()
     try:
         client = connect(target)
