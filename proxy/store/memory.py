@@ -29,7 +29,8 @@ from .base import Store, Subscriber
 log = logging.getLogger(__name__)
 DURABLE_PREFIXES = ("key:", "approval", "mcp:toolhash:", "session:")
 SNAPSHOT_DELAY = 0.2     # seconds; SIGTERM flushes at once (close)
-JOURNAL_MIN_BYTES = 1 << 20   # the journal is folded into a new snapshot once larger than this and the snapshot
+JOURNAL_MIN_BYTES = 1 << 20   # the journal is folded into a new snapshot once larger than this
+JOURNAL_FACTOR = 4            # ... and than this many times the snapshot
 HEAP_SLACK = 1024        # stale deadline entries tolerated before the heap is rebuilt from _expiry
 
 
@@ -113,28 +114,30 @@ class MemoryStore(Store):
         return {k: e for k in list(self._data) if (e := self._entry(k)) is not None}
 
     def _entry(self, key: str) -> tuple | None:
-        """One key as the snapshot keeps it; None if it is gone (or not durable)."""
+        """One key as the snapshot keeps it, before encoding (a copy: it is encoded and written in a
+        worker thread while the event loop goes on); None if it is gone (or not durable)."""
         if not key.startswith(DURABLE_PREFIXES) or not self._alive(key):
             return None
         value, exp = self._data[key], self._expiry.get(key)
         if isinstance(value, bytes):
-            return ("b", base64.b64encode(value).decode(), exp)
+            return ("b", value, exp)
         if isinstance(value, dict) and all(isinstance(v, bytes) for v in value.values()):
-            return ("h", {f: base64.b64encode(v).decode() for f, v in value.items()}, exp)
+            return ("h", dict(value), exp)
         return ("v", dict(value) if isinstance(value, dict) else value, exp)
 
     def _write_snapshot(self, entries: dict[str, tuple]) -> None:
+        data = orjson.dumps({k: _encoded(e) for k, e in entries.items()})
         with self._write_lock:
             tmp = self._persist.with_suffix(".tmp")
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(orjson.dumps(entries))
+            tmp.write_bytes(data)
             os.replace(tmp, self._persist)
             self._journal.unlink(missing_ok=True)
             self._journal_bytes = 0
-            self._snapshot_bytes = self._persist.stat().st_size
+            self._snapshot_bytes = len(data)
 
     def _append(self, delta: dict[str, tuple | None]) -> None:
-        line = orjson.dumps(delta) + b"\n"
+        line = orjson.dumps({k: _encoded(e) for k, e in delta.items()}) + b"\n"
         with self._write_lock:
             with open(self._journal, "ab") as f:
                 f.write(line)
@@ -143,11 +146,11 @@ class MemoryStore(Store):
     def _flush(self) -> tuple[Callable[..., None], Any]:
         """What to write now, taken on the event loop thread (no await: a consistent view).
 
-        Only the keys written since the last flush are encoded and appended to the journal:
-        with 10,000 pending approvals, encoding every hash each time cost ~50 ms of GIL per
-        snapshot (every 0.2 s while decisions arrive), which stalled the event loop. The whole
-        snapshot is written again once the journal outgrows it (and at close)."""
-        if self._journal_bytes > max(JOURNAL_MIN_BYTES, self._snapshot_bytes):
+        Only the keys written since the last flush go to the journal: with 10,000 pending
+        approvals, encoding every hash each time cost ~50 ms of GIL per snapshot (every 0.2 s
+        while decisions arrive), which stalled the event loop. The whole snapshot is written
+        again once the journal is several times its size (and at close)."""
+        if self._journal_bytes > max(JOURNAL_MIN_BYTES, JOURNAL_FACTOR * self._snapshot_bytes):
             return self._write_snapshot, self._everything()
         changed, self._changed = self._changed, set()
         return self._append, {k: self._entry(k) for k in changed}
@@ -325,6 +328,16 @@ class MemoryStore(Store):
         if inspect.isawaitable(res):
             res = await res
         return res
+
+
+def _encoded(entry: tuple | None) -> tuple | None:
+    """A snapshot entry as JSON can carry it (bytes as base64); any thread."""
+    if entry is None or entry[0] == "v":
+        return entry
+    typ, value, exp = entry
+    if typ == "b":
+        return ("b", base64.b64encode(value).decode(), exp)
+    return ("h", {f: base64.b64encode(v).decode() for f, v in value.items()}, exp)
 
 
 def _own(value) -> bytes:
