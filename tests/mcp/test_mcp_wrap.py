@@ -64,8 +64,12 @@ def test_wrap_offline_uses_the_engine_in_process(tmp_path):
     # the same audit rows as through a running Airlock, in the config's audit store (real chDB)
     from proxy.audit import open_audit
     from proxy.config import load
-    sink = open_audit(load(cfg))
-    rows = sink.query("SELECT tool, server, action, rule, outcome FROM events WHERE kind = 'decision'")
+    sink = open_audit(load(cfg))              # the wrapper has exited: this sink starts its own ingester
+    anyio.run(sink.start)
+    try:
+        rows = sink.query("SELECT tool, server, action, rule, outcome FROM events WHERE kind = 'decision'")
+    finally:
+        anyio.run(sink.close)
     got = {(r["tool"], r["action"], r["outcome"]) for r in rows}
     assert ("delete_repo", "deny", "refused") in got and ("echo", "allow", "allowed") in got
     assert all(r["server"] == "local" for r in rows)
