@@ -168,8 +168,10 @@ class MemoryStore(Store):
     async def _flush_soon(self) -> None:
         # coalesce: one snapshot for all the durable writes of the next SNAPSHOT_DELAY seconds
         # (writing the whole snapshot per write is O(n^2) with thousands of pending approvals)
-        await asyncio.sleep(SNAPSHOT_DELAY)
-        while self._dirty:                  # writes made while the last one was written out go next
+        while True:                         # writes made while the last one was written out go next,
+            await asyncio.sleep(SNAPSHOT_DELAY)     # coalesced the same way (never back to back)
+            if not self._dirty:
+                return
             self._dirty = False
             await asyncio.to_thread(*self._flush())
 
