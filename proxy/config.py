@@ -176,7 +176,9 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>", base: Path | None = N
             "store.redis", f"{cfg.redis!r} is not a redis URL", "redis://host:6379/0")
 
     audit = _section(raw, "audit", source, {"clickhouse", "wal_dir", "batch_size", "flush_seconds",
-                                             "queue_size", "preview_chars", "fail_closed"})
+                                             "queue_size", "preview_chars", "fail_closed", "durable_answers"})
+    _expect(isinstance(audit.get("durable_answers", True), bool), source, "audit.durable_answers",
+            f"{audit.get('durable_answers')!r} is not true or false", "true")
     cfg.clickhouse = audit.get("clickhouse", cfg.clickhouse)
     _expect(str(cfg.clickhouse).startswith(("chdb://", "http://", "https://")), source, "audit.clickhouse",
             f"{cfg.clickhouse!r} is not a ClickHouse DSN", "chdb://./var/audit or http://user:pass@host:8123/db")

@@ -47,6 +47,24 @@ async def test_response_row_is_durable_and_complete(make_sink):
     await s2.close()
 
 
+async def test_answers_need_not_wait_for_the_fsync_when_configured(make_sink):
+    sink = make_sink(flush_seconds=60)
+    await sink.start()
+    addon = Audit(Runtime(config=from_dict({"audit": {"durable_answers": False}}), store=MemoryStore(), audit=sink))
+    assert addon.response(_model_flow()) is None          # nothing to await: the answer goes out at once
+    await flushed(sink)
+    assert sink.query("SELECT count() AS n FROM events WHERE kind = 'request'")[0]["n"] == 1
+    await sink.close()
+
+
+def test_durable_answers_must_be_a_boolean():
+    import pytest
+
+    from proxy.config import ConfigError
+    with pytest.raises(ConfigError, match="audit.durable_answers"):
+        from_dict({"audit": {"durable_answers": "sometimes"}})
+
+
 async def test_error_hook_records_the_failed_flow(make_sink):
     sink = make_sink()
     await sink.start()
