@@ -73,13 +73,25 @@ class Identity:
             return auth[7:].strip()
         return key
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow):
         route = flowmeta.route(flow)
         if route is None or flow.response is not None:
-            return
+            return None
+        # a session named by the client's headers, else one per token ("tok:<id>")
+        token, session = self._token(flow), from_headers(flowmeta.headers(flow))
+        ident = self.keys.cached(token, session)
+        if ident is not None:            # seen in the last seconds: decided here, no coroutine, no store read
+            sessions = self.rt.services.get("sessions")
+            if not ident.session or sessions is None or sessions.known(ident.session) is False:
+                flow.metadata[flowmeta.IDENTITY] = ident
+                self._custody(flow, route)
+                return None
+        return self._verify(flow, route, token, session)
+
+    async def _verify(self, flow: http.HTTPFlow, route: flowmeta.Route, token: str | None,
+                      session: str | None) -> None:
         try:
-            # a session named by the client's headers, else one per token ("tok:<id>")
-            ident = await self.keys.verify(self._token(flow), from_headers(flowmeta.headers(flow)))
+            ident = await self.keys.verify(token, session)
             sessions = self.rt.services.get("sessions")
             if sessions is not None and ident.session and await sessions.is_ended(ident.session):
                 raise TokenError(f"session {ident.session} was ended by an administrator")

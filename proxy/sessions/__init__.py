@@ -69,6 +69,15 @@ class Sessions:
         self._ended.add(sid)
         self._fresh.pop(sid, None)
 
+    def known(self, session_id: str) -> bool | None:
+        """True/False when the answer is known without a store read, None when ``is_ended`` must ask."""
+        if session_id in self._ended:
+            return True
+        seen = self._fresh.get(session_id)
+        if seen is not None and time.monotonic() - seen < _RECHECK_SECONDS:
+            return False
+        return None
+
     async def is_ended(self, session_id: str) -> bool:
         """Cheap: a set lookup, then at most one store read per session per second."""
         if session_id in self._ended:
