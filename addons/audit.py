@@ -1,10 +1,12 @@
 """Audit: one ``request`` row per flow, and fail-closed when rows cannot be kept.
 
 ``response`` and ``error`` hand the row to the audit writer's queue. For
-governed flows (model and MCP routes) the hook waits until the row is fsynced
-to the WAL so a client never gets an answer whose audit row could be lost in a
-crash (``audit.durable_answers``, on by default; off, the row is group-committed
-within ~10 ms of the answer instead). ``request`` refuses governed calls while
+governed flows (model and MCP routes) the hook writes the row (and every row
+queued before it, such as the call's usage and decision rows) to the WAL file
+itself before the answer goes out, so a crash of Airlock never loses the row of
+an answered call; the writer thread fsyncs it within ~10 ms
+(``audit.durable_answers``, on by default; off, the row is queued for the group
+commit instead). ``request`` refuses governed calls while
 the WAL cannot be written and ``audit.fail_closed`` is on.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Audit:
         self.sink = rt.audit
         durable = (rt.config.extra.get("audit") or {}).get("durable_answers", True)
         self._write = getattr(rt.audit, "write", None) if durable else None
+        self._write_now = getattr(rt.audit, "write_now", None) if durable else None
         try:  # the sessions service the identity addon asks about ended sessions
             from proxy.sessions import service
             service(rt)
@@ -55,7 +58,13 @@ class Audit:
         if self._write is None or route is None or not route.governed:
             self.sink.emit("request", **fields)
             return None
-        return self._durable(flow, fields)
+        ok = self._write_now("request", **fields) if self._write_now is not None else None
+        if ok is None:                   # written from here is not possible right now: wait for the writer
+            return self._durable(flow, fields)
+        if not ok:
+            log.error("audit: the row of %s %s could not be written to the WAL", flow.request.method,
+                      fields.get("path"))
+        return None
 
     async def _durable(self, flow: http.HTTPFlow, fields: dict) -> None:
         """Hold the answer until its row is fsynced in the WAL."""

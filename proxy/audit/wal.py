@@ -99,11 +99,14 @@ class Wal:
         self._path: Path | None = None
         self._size = 0
         self.rows = 0                          # rows in the open segment
+        self.dirty = False                     # rows written but not fsynced yet
         self.opened = 0.0                      # monotonic time the open segment got its first row
 
     # -- writing ----------------------------------------------------------------------
-    def append(self, rows: list[dict[str, Any]]) -> bytes:
-        """Append rows as JSON lines and fsync. Returns the bytes written. Raises WalError."""
+    def append(self, rows: list[dict[str, Any]], sync: bool = True) -> bytes:
+        """Append rows as JSON lines (written to the OS: a crash of this process no longer loses them) and,
+        with ``sync``, fsync. Without it the segment stays ``dirty`` until ``dirty_fd`` / ``seal``.
+        Returns the bytes written. Raises WalError."""
         data = b"".join([orjson.dumps(r) + b"\n" for r in rows])
         try:
             if self._fh is not None and self._size >= self.segment_bytes:
@@ -115,7 +118,9 @@ class Wal:
                 fsync_dir(self.dir)
             self._fh.write(data)
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if sync:
+                os.fsync(self._fh.fileno())
+            self.dirty = not sync
         except OSError as e:
             # A partial write leaves a torn line that readers skip; start a fresh segment next time.
             self._close_quietly()
@@ -124,11 +129,25 @@ class Wal:
         self.rows += len(rows)
         return data
 
+    def dirty_fd(self) -> int | None:
+        """A duplicate descriptor of the open segment when it has rows not fsynced yet (the caller fsyncs
+        and closes it, outside any lock: a duplicate stays valid even if the segment is sealed meanwhile)."""
+        if not self.dirty or self._fh is None:
+            return None
+        self.dirty = False
+        return os.dup(self._fh.fileno())
+
     def seal(self) -> None:
         """Close the open segment and hand it to the ingester (rename to ``*.wal``). Raises WalError."""
         if self._fh is None:
             return
         path = self._path
+        try:
+            if self.dirty:
+                os.fsync(self._fh.fileno())
+        except OSError as e:
+            self._close_quietly()
+            raise WalError(e.errno, f"audit WAL fsync failed in {self.dir}: {e.strerror or e}") from e
         self._close_quietly()
         try:
             os.replace(path, path.with_name(path.name[: -len(OPEN_SUFFIX)] + SUFFIX))
@@ -142,7 +161,7 @@ class Wal:
                 self._fh.close()
         except OSError:
             pass
-        self._fh, self._path, self._size, self.rows = None, None, 0, 0
+        self._fh, self._path, self._size, self.rows, self.dirty = None, None, 0, 0, False
 
     @property
     def current_size(self) -> int:

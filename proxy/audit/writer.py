@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -30,7 +31,8 @@ log = logging.getLogger("airlock.audit")
 MAX_UNSAVED = 200_000          # rows kept in memory while the WAL cannot be written
 # Group commit: ``emit`` does not wake the writer per event (a thread wake-up and a GIL hand-off per row
 # cost the event loop more than the row itself). The writer drains the queue every GROUP_SECONDS, at
-# once when WAKE_AT events wait, when a ``write()`` caller waits for its fsync, or a flush asks.
+# once when WAKE_AT events wait, when a ``write()`` caller waits for its fsync, or a flush asks; and it
+# fsyncs what ``write_now`` wrote within GROUP_SECONDS.
 GROUP_SECONDS = 0.01
 WAKE_AT = 512
 
@@ -55,6 +57,9 @@ class Writer:
         self.wal = Wal(wal_dir, self.chain.stream)
         self._q: deque = deque()
         self._cv = threading.Condition()
+        # the chain, the WAL and _unsaved; taken before _cv by whoever drains the queue, so rows reach the
+        # WAL in the order they were queued whichever thread writes them
+        self._io = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.accepting = True
@@ -86,6 +91,26 @@ class Writer:
             log.error("audit: event %r dropped (%s; queue size %d): raise audit.queue_size or check the "
                       "writer (see airlock_audit_rows_dropped_total)", kind, reason, self.queue_size)
         return False
+
+    def write_now(self, kind: str, fields: dict[str, Any]) -> bool | None:
+        """Write this event, and every event queued before it, to the WAL from the calling thread (no
+        hand-off to the writer thread). On return they survive a crash of this process; the writer
+        fsyncs them within GROUP_SECONDS. False: the WAL could not take them (they are kept in memory).
+        None: a flush or a ``write()`` waiter is queued; use ``put`` with a waiter instead."""
+        ts = time.time()
+        with self._io:
+            with self._cv:
+                if self._stopping or self._urgent or not self.alive():
+                    return None
+                items = list(self._q)
+                self._q.clear()
+            items.append((kind, fields, ts, None))
+            ok, _ = self._persist(items, sync=False)
+        with self._cv:
+            if self._parked:                    # asleep with nothing pending: it must fsync these rows
+                self._parked = False
+                self._cv.notify()
+        return ok
 
     def depth(self) -> int:
         return len(self._q)
@@ -123,24 +148,31 @@ class Writer:
         while True:
             with self._cv:
                 self._sleep()
-                items = list(self._q)
-                self._q.clear()
-                self._urgent = False
-                stopping = self._stopping
-            m.QUEUE_DEPTH.set(0)
             try:
-                events = [it for it in items if it[0] is not None]
-                markers = [it[1] for it in items if it[0] is None]
-                if events or self._unsaved:
-                    self._persist(events)
-                w = self.wal
-                due = w.rows >= self.batch_size or (w.rows and time.monotonic() - w.opened >= self.flush_seconds)
-                sealed = self._seal() if (due or markers or stopping) else True
-                for mk in markers:
-                    mk.ok = sealed and not self._unsaved
-                    mk.done.set()
+                with self._io:
+                    with self._cv:
+                        items = list(self._q)
+                        self._q.clear()
+                        self._urgent = False
+                        stopping = self._stopping
+                    events = [it for it in items if it[0] is not None]
+                    markers = [it[1] for it in items if it[0] is None]
+                    ok, waiters = self._persist(events, sync=False) if (events or self._unsaved) else (True, {})
+                    fd = self.wal.dirty_fd()
+                m.QUEUE_DEPTH.set(0)
+                if fd is not None:                  # outside the lock: write_now goes on meanwhile
+                    ok = self._fsync(fd) and ok
+                _tell(waiters, ok)
+                with self._io:
+                    w = self.wal
+                    due = w.rows >= self.batch_size or (w.rows and time.monotonic() - w.opened >= self.flush_seconds)
+                    sealed = self._seal() if (due or markers or stopping) else True
+                    for mk in markers:
+                        mk.ok = sealed and not self._unsaved
+                        mk.done.set()
             except Exception:  # noqa: BLE001 - the writer thread must never die
                 log.exception("audit: writer loop error (rows written so far stay in the WAL)")
+                stopping = self._stopping
             if stopping:
                 with self._cv:
                     if self._q:
@@ -181,7 +213,21 @@ class Writer:
             log.error("audit: %s", e)
             return False
 
-    def _persist(self, items: list) -> None:
+    def _fsync(self, fd: int) -> bool:
+        try:
+            os.fsync(fd)
+            return True
+        except OSError as e:
+            m.WAL_ERRORS.inc()
+            self.last_error = f"audit WAL fsync failed: {e.strerror or e}"
+            log.error("audit: %s", self.last_error)
+            return False
+        finally:
+            os.close(fd)
+
+    def _persist(self, items: list, sync: bool = True) -> tuple[bool, dict]:
+        """Build, chain and append ``items`` (after any rows kept from a failed write). Holds ``_io``.
+        Returns (written, the ``write()`` waiters to tell once fsynced)."""
         rows = self._unsaved
         self._unsaved = []
         waiters: dict[Any, list] = {}
@@ -198,7 +244,7 @@ class Writer:
         ok = True
         try:
             if rows:
-                self.wal.append(rows)
+                self.wal.append(rows, sync=sync)
             m.ROWS_DURABLE.inc(len(rows))
             if not self.accepting:
                 log.warning("audit: WAL writable again; accepting governed calls")
@@ -216,12 +262,16 @@ class Writer:
                 log.error("audit: %d rows dropped: WAL unwritable and memory buffer full",
                           len(rows) - len(keep))
             self._unsaved = keep
-        for loop, futs in waiters.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, futs, ok)
-            except RuntimeError:   # the loop is closed: nobody is waiting any more
-                pass
         m.ACCEPTING.set(1 if self.accepting else 0)
+        return ok, waiters
+
+
+def _tell(waiters: dict, ok: bool) -> None:
+    for loop, futs in waiters.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, futs, ok)
+        except RuntimeError:   # the loop is closed: nobody is waiting any more
+            pass
 
 
 def _resolve(futs: list[asyncio.Future], ok: bool) -> None:

@@ -31,8 +31,10 @@ async def test_response_row_is_durable_and_complete(make_sink):
     await sink.start()
     addon = Audit(_rt(sink))
     f = _model_flow()
-    await addon.response(f)
-    assert sink.writer.chain.seq == 2              # audit_start + this row, both already fsynced
+    assert addon.response(f) is None               # written to the WAL from the hook itself: no waiting
+    assert sink.writer.chain.seq == 2              # audit_start + this row, both in the WAL file already
+    wal = b"".join(p.read_bytes() for p in sink.wal_dir.rglob("*.wal*") if p.is_file())
+    assert b'"kind":"request"' in wal
     await sink.close()
     s2 = make_sink()
     await s2.start()
@@ -87,7 +89,7 @@ async def test_refused_flow_keeps_the_session_from_headers(make_sink):
     del f.metadata[flowmeta.IDENTITY]
     f.metadata[flowmeta.OUTCOME] = "invalid_token"
     f.request.headers["mcp-session-id"] = "sess-from-header"
-    await addon.response(f)
+    assert addon.response(f) is None
     await flushed(sink)
     row = sink.query("SELECT * FROM events WHERE kind = 'request'")[0]
     assert (row["session"], row["outcome"], row["status"]) == ("sess-from-header", "invalid_token", 401)
