@@ -27,24 +27,33 @@ from . import metrics
 log = logging.getLogger("airlock.approvals")
 
 FREEZE_STEP = 200          # new holds between two freezes (a full pass over 200 held calls: a few ms)
+# A steady population of held calls never halves, so cycles frozen along the way (other traffic's
+# garbage too) would wait forever: every this many freezes, collect and refreeze anyway.
+REFREEZE_EVERY = 50
 
 
 class HeldHeap:
     """Called by the gate when a hold starts and ends (both O(1) unless a step is due)."""
 
-    __slots__ = ("held", "frozen_at", "since_freeze")
+    __slots__ = ("held", "frozen_at", "since_freeze", "freezes")
 
     def __init__(self) -> None:
         self.held = 0               # calls held now in this process
         self.frozen_at = 0          # calls held at the last freeze (0: nothing of ours is frozen)
         self.since_freeze = 0       # holds started since the last freeze
+        self.freezes = 0            # freezes since the last full collection
 
     def started(self) -> None:
         self.held += 1
         self.since_freeze += 1
         if self.since_freeze >= FREEZE_STEP:
+            if self.freezes >= REFREEZE_EVERY:
+                self.refreeze()
+                return
             self.since_freeze = 0
             self.frozen_at = self.held
+            self.freezes += 1
+            gc.collect(1)           # young garbage is collected, not frozen (cheap: gen0 + gen1 only)
             gc.freeze()
 
     def ended(self) -> None:
@@ -60,6 +69,7 @@ class HeldHeap:
         gc.freeze()
         self.frozen_at = self.held if self.held >= FREEZE_STEP else 0
         self.since_freeze = 0
+        self.freezes = 0
         ms = (time.perf_counter() - t0) * 1000
         metrics.GC_REFREEZE.observe(ms / 1000)
         log.debug("approvals: refroze the heap (%d held, %d unreachable objects collected) in %.1f ms",

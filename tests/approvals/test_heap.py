@@ -78,6 +78,29 @@ def test_heap_freezes_every_step_and_refreezes_after_half_released(monkeypatch, 
     assert gc.get_freeze_count() > 0                # what is left stays frozen, as after start-up
 
 
+def test_a_steady_hold_population_still_gives_frozen_cycles_back(monkeypatch, frozen_state):
+    monkeypatch.setattr(heap, "FREEZE_STEP", 2)
+    monkeypatch.setattr(heap, "REFREEZE_EVERY", 3)
+    gc.unfreeze()
+    h = HeldHeap()
+    h.held = h.frozen_at = 10                       # a population of held calls ...
+    node = _Node()
+    node.me = node
+    gone = weakref.ref(node)
+    gc.freeze()                                     # ... a cycle frozen with the heap ...
+    del node
+    for _ in range(6):                              # ... and as many calls end as start: never half
+        h.started()
+        h.ended()
+    assert gone() is not None and h.freezes == 3
+    for _ in range(2):
+        h.started()
+        h.ended()
+    assert gone() is None                           # the periodic full collection gave it back
+    assert h.freezes == 0 and h.held == 10
+    assert gc.get_freeze_count() > 0
+
+
 class _Node:
     me: object = None
 
