@@ -60,8 +60,10 @@ def test_sigkill_under_load_loses_no_acknowledged_row(tmp_path, aimock):
                           "every acknowledged call in ClickHouse")
         assert [s for s in acknowledged if seen[s] != 1] == []
         assert [s for s, n in seen.items() if n != 1] == []           # nothing duplicated by the replay
-        v = b.admin("GET", "/v1/audit/verify").json()
-        assert v["problem_count"] == 0 and v["streams"] >= 2, v
+        # the killed writer's stream, then the new one's (its first segment is sealed within flush_seconds)
+        v = wait_until(lambda: (lambda x: x if x["streams"] >= 2 else None)(b.admin("GET", "/v1/audit/verify").json()),
+                       60, "both writer streams in ClickHouse")
+        assert v["problem_count"] == 0, v
     finally:
         b.stop()
 
