@@ -163,7 +163,7 @@ def render(meta: dict, results: dict, order: list[str], previous: str = "") -> s
            "*and its `assert`s*); `--debug-checks` lines run without it, as do the bare mitmproxy lines not named "
            "`python -O`. Child processes (the audit ingester, workers) inherit the proxy's CPU pinning unless "
            "a line says otherwise. Airlock's config: "
-           "`policies/default.yaml`, audit on (chDB in process), in-process store, provider `bench` (OpenAI kind) "
+           "`policies/default.yaml`, audit on (chDB in the audit ingester, a child process), in-process store, provider `bench` (OpenAI kind) "
            "in front of the upstream with a key injected from the environment.\n"]
     if meta.get("reruns"):
         out.append("Scenarios re-run later: " + "; ".join(meta["reruns"]) + ".\n")
