@@ -88,16 +88,7 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
         except Exception as e:  # noqa: BLE001
             if guard(name, impls[i][1], e, args):
                 return
-        for kinds, owner, func in impls[i + 1:]:
-            if not wanted(kinds, args[0]):
-                continue
-            try:
-                r = func(*args)
-                if r is not None and inspect.isawaitable(r):
-                    await r
-            except Exception as e:  # noqa: BLE001
-                if guard(name, owner, e, args):
-                    return
+        await _run_async(name, impls[i + 1:], args, guard, wanted)
 
     def dispatch(flow, *rest):
         args = (flow, *rest)
@@ -118,17 +109,27 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
     return dispatch
 
 
+async def _run_async(name: str, impls: list[tuple[frozenset | None, str, Callable]], args: tuple,
+                     guard: Callable, wanted: Callable | None = None) -> None:
+    """Call each child in order, awaiting what it returns; ``wanted`` filters by route kind."""
+    for kinds, owner, func in impls:
+        if kinds is not None and not wanted(kinds, args[0]):
+            continue
+        try:
+            res = func(*args)
+            if res is not None and inspect.isawaitable(res):
+                await res
+        except Exception as e:  # noqa: BLE001
+            if guard(name, owner, e, args):
+                return
+
+
 def _dispatcher(name: str, impls: list[Impl], guard: Callable) -> Callable:
     if any(inspect.iscoroutinefunction(f) for _, f in impls):
+        unfiltered = [(None, owner, func) for owner, func in impls]
+
         async def dispatch(*args):
-            for owner, func in impls:
-                try:
-                    res = func(*args)
-                    if res is not None and inspect.isawaitable(res):
-                        await res
-                except Exception as e:  # noqa: BLE001
-                    if guard(name, owner, e, args):
-                        return
+            await _run_async(name, unfiltered, args, guard)
     else:
         def dispatch(*args):
             for owner, func in impls:
