@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, UnixConnector, web
@@ -72,7 +72,6 @@ class Worker:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     ready: bool = False
-    started: float = field(default_factory=time.monotonic)
     session: ClientSession | None = None
 
     def alive(self) -> bool:
@@ -88,7 +87,6 @@ class Supervisor:
         self.ingester = None
         self.runner: web.AppRunner | None = None
         self.stopping = False
-        self.exit_code = 0
         self._rr = 0
         self._done = asyncio.Event()
 
@@ -121,7 +119,7 @@ class Supervisor:
         monitor = loop.create_task(self._monitor())
         await self._done.wait()
         monitor.cancel()
-        return self.exit_code
+        return 0
 
     async def _start_ingester(self) -> None:
         """One ingester for every worker's WAL slot, restarted with backoff if it dies (rows wait in the
@@ -146,7 +144,6 @@ class Supervisor:
             env[INGESTER_ENV] = "external"
         w.proc = subprocess.Popen([sys.executable, *sys.orig_argv[1:]], env=env)
         w.ready = False
-        w.started = time.monotonic()
         log.info("worker %d started (pid %d)", w.index, w.proc.pid)
 
     async def _probe(self, w: Worker) -> bool:
@@ -156,7 +153,7 @@ class Supervisor:
             s = self._session(w)
             async with s.get("http://worker/readyz", headers=self._auth()) as r:
                 return r.status == 200
-        except (OSError, asyncio.TimeoutError, Exception):  # noqa: BLE001 - not up yet
+        except Exception:  # noqa: BLE001 - not up yet
             return False
 
     async def _wait_ready(self, timeout: float) -> None:
@@ -166,14 +163,12 @@ class Supervisor:
             for w in self.workers:
                 if not w.ready:
                     w.ready = await self._probe(w)
-                if w.proc is not None and w.proc.poll() is not None:
-                    await self._kill_all()
+                if w.proc is not None and w.proc.poll() is not None:      # run() stops the others
                     raise StartupError(f"worker {w.index} exited with code {w.proc.returncode} during start-up "
                                        "(its log is above)")
             if all(w.ready for w in self.workers):
                 return
             if time.monotonic() > deadline:
-                await self._kill_all()
                 raise StartupError(f"workers not ready after {timeout:.0f} s")
             await asyncio.sleep(0.05)
 
@@ -233,7 +228,7 @@ class Supervisor:
         for key in ("gateway", "proxy", "admin"):
             if self.cfg.listen.get(key):
                 lines.append(f"  {key:<8} http://{self.cfg.listen[key]}")
-        lines.append(f"  store    redis (shared by the workers)")
+        lines.append("  store    redis (shared by the workers)")
         lines.append(f"  audit    {'one ingester for all workers' if self.ingester else self.cfg.clickhouse_dsn()}")
         return "\n".join(lines)
 

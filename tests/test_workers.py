@@ -60,6 +60,8 @@ def test_workers_share_the_listeners_and_the_store(two_workers):
 
     per_worker = [_requests_total(_worker_metrics(a, i), listener="gateway") for i in (0, 1)]
     assert all(c > 0 for c in per_worker), per_worker  # both workers served traffic
+    for path in ("/metrics", "/readyz", "/v1/workers"):      # the supervisor's own routes need the token too
+        assert httpx.get(a.admin_url + path, timeout=30).status_code == 401
     merged = a.admin("GET", "/metrics")
     assert merged.status_code == 200 and merged.headers["x-airlock-workers"] == "2"
     assert _requests_total(merged.text, listener="gateway") == sum(per_worker) >= n

@@ -45,8 +45,22 @@ def resolve_admin_token(cfg: Config) -> str:
     return token
 
 
+ADMIN_TOKEN_REQUIRED = "admin token required: pass --admin-token or set AIRLOCK_ADMIN_TOKEN"
+
+
 def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"message": message, "status": status}}, status=status)
+
+
+def bearer(request: web.Request) -> str:
+    """The request's ``Authorization: Bearer`` credential ("" when there is none)."""
+    given = request.headers.get("authorization", "")
+    return given[7:].strip() if given[:7].lower() == "bearer " else ""
+
+
+def is_admin(request: web.Request, token: str) -> bool:
+    cred = bearer(request)
+    return bool(cred) and hmac.compare_digest(cred, token)
 
 
 def build_app(airlock, cfg: Config) -> web.Application:
@@ -67,13 +81,12 @@ def build_app(airlock, cfg: Config) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler):
         if not any(request.path == p or (p.endswith("/") and request.path.startswith(p)) for p in public):
-            given = request.headers.get("authorization", "")
-            bearer = given[7:].strip() if given[:7].lower() == "bearer " else ""
-            if not (bearer and hmac.compare_digest(bearer, token)):
-                if request.path not in agent_paths or not bearer.startswith("alk_"):
-                    return json_error(401, "admin token required: pass --admin-token or set AIRLOCK_ADMIN_TOKEN")
+            if not is_admin(request, token):
+                cred = bearer(request)
+                if request.path not in agent_paths or not cred.startswith("alk_"):
+                    return json_error(401, ADMIN_TOKEN_REQUIRED)
                 try:                  # agent-facing routes also take the caller's own gateway token
-                    request["identity"] = await keys.verify(bearer)
+                    request["identity"] = await keys.verify(cred)
                 except TokenError as e:
                     return json_error(401, str(e))
         try:

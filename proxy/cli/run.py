@@ -33,10 +33,6 @@ def register(app: typer.Typer) -> None:
             cfg = load(config or state.config, {"gateway": gateway, "proxy": proxy, "admin": admin})
         except ConfigError as e:
             fail(str(e), 2)
-        from ..workers import check
-        err = check(cfg, workers)
-        if err:
-            fail(err, 2)
         if not debug_checks:
             _reexec_optimized()
         from ..server import serve
