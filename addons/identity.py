@@ -83,8 +83,7 @@ class Identity:
         if ident is not None:            # seen in the last seconds: decided here, no coroutine, no store read
             sessions = self.rt.services.get("sessions")
             if not ident.session or sessions is None or sessions.known(ident.session) is False:
-                flow.metadata[flowmeta.IDENTITY] = ident
-                self._custody(flow, route)
+                self._accept(flow, route, ident)
                 return None
         return self._verify(flow, route, token, session)
 
@@ -103,6 +102,9 @@ class Identity:
             self._refuse(flow, route.kind, 503, f"Airlock could not check the token: {type(e).__name__}",
                          "identity_unavailable")
             return
+        self._accept(flow, route, ident)
+
+    def _accept(self, flow: http.HTTPFlow, route: flowmeta.Route, ident) -> None:
         flow.metadata[flowmeta.IDENTITY] = ident
         self._custody(flow, route)
 

@@ -116,13 +116,12 @@ class Keys:
     def cached(self, token: str | None, session: str | None = None) -> Identity | None:
         """The identity of a token verified in the last few seconds, without a store read (None: ask
         ``verify``, which also says why a token is refused)."""
-        if not token:
-            return None
-        hit = self._cache.get(token_hash(token))
-        if hit is None:
-            return None
+        return self._from_cache(token_hash(token), session) if token else None
+
+    def _from_cache(self, digest: str, session: str | None) -> Identity | None:
+        hit = self._cache.get(digest)
         now = time.time()
-        if hit[0] <= now or (hit[1].expires_at or 0) <= now:
+        if hit is None or hit[0] <= now or (hit[1].expires_at or 0) <= now:
             return None
         return hit[1] if session is None else _with_session(hit[1], session)
 
@@ -130,11 +129,9 @@ class Keys:
         if not token:
             raise TokenError("missing gateway token: send it as 'Authorization: Bearer <token>' or 'x-api-key'")
         digest = token_hash(token)
+        if (ident := self._from_cache(digest, session)) is not None:
+            return ident
         now = time.time()
-        hit = self._cache.get(digest)
-        if hit and hit[0] > now and (hit[1].expires_at or 0) > now:
-            ident = hit[1]
-            return ident if session is None else _with_session(ident, session)
         m = _TOKEN.match(token)
         if not m:
             raise TokenError("unknown gateway token: mint one with 'airlock keys mint'")

@@ -80,13 +80,11 @@ class Sessions:
 
     async def is_ended(self, session_id: str) -> bool:
         """Cheap: a set lookup, then at most one store read per session per second."""
-        if session_id in self._ended:
-            return True
+        known = self.known(session_id)
+        if known is not None:
+            return known
         self._subscribe()
         now = time.monotonic()
-        seen = self._fresh.get(session_id)
-        if seen is not None and now - seen < _RECHECK_SECONDS:
-            return False
         if await self.store.get(ended_key(session_id)) is not None:
             self._ended.add(session_id)
             return True
