@@ -103,9 +103,9 @@ class Wal:
         self.opened = 0.0                      # monotonic time the open segment got its first row
 
     # -- writing ----------------------------------------------------------------------
-    def append(self, rows: list[dict[str, Any]], sync: bool = True) -> bytes:
-        """Append rows as JSON lines (written to the OS: a crash of this process no longer loses them) and,
-        with ``sync``, fsync. Without it the segment stays ``dirty`` until ``dirty_fd`` / ``seal``.
+    def append(self, rows: list[dict[str, Any]]) -> bytes:
+        """Append rows as JSON lines, written to the OS (a crash of this process no longer loses them).
+        The segment stays ``dirty`` until the writer fsyncs it (``dirty_fd``) or it is sealed.
         Returns the bytes written. Raises WalError."""
         data = b"".join([orjson.dumps(r) + b"\n" for r in rows])
         try:
@@ -118,9 +118,7 @@ class Wal:
                 fsync_dir(self.dir)
             self._fh.write(data)
             self._fh.flush()
-            if sync:
-                os.fsync(self._fh.fileno())
-            self.dirty = not sync
+            self.dirty = True
         except OSError as e:
             # A partial write leaves a torn line that readers skip; start a fresh segment next time.
             self._close_quietly()

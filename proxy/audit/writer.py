@@ -1,8 +1,10 @@
 """The audit writer (proxy side): bounded queue -> rows built, redacted, chained -> WAL (fsync per batch).
 
-One thread owns the queue, the hash chain and the WAL. It takes every queued event, builds +
-redacts + chains the rows, appends them to the open WAL segment and fsyncs; the rows now count as
-written and ``write()`` waiters are told. It seals the segment (see ``wal`` for the protocol) every
+A writer thread takes the queued events, builds + redacts + chains the rows, appends them to the
+open WAL segment and fsyncs; the rows now count as written and ``write()`` waiters are told.
+``write_now`` does the same from the calling thread (the event loop) for a governed call's rows, up to
+the write; the writer thread fsyncs them within GROUP_SECONDS. Both take ``_io`` before the queue, so
+rows reach the WAL in queue order. It seals the segment (see ``wal`` for the protocol) every
 ``batch_size`` rows or ``flush_seconds``, whichever comes first, or when ``seal_wait`` asks. The
 ingester process inserts sealed segments into ClickHouse: nothing here talks to ClickHouse.
 
@@ -105,7 +107,7 @@ class Writer:
                 items = list(self._q)
                 self._q.clear()
             items.append((kind, fields, ts, None))
-            ok, _ = self._persist(items, sync=False)
+            ok, _ = self._persist(items)
         with self._cv:
             if self._parked:                    # asleep with nothing pending: it must fsync these rows
                 self._parked = False
@@ -157,7 +159,7 @@ class Writer:
                         stopping = self._stopping
                     events = [it for it in items if it[0] is not None]
                     markers = [it[1] for it in items if it[0] is None]
-                    ok, waiters = self._persist(events, sync=False) if (events or self._unsaved) else (True, {})
+                    ok, waiters = self._persist(events) if (events or self._unsaved) else (True, {})
                     fd = self.wal.dirty_fd()
                 m.QUEUE_DEPTH.set(0)
                 if fd is not None:                  # outside the lock: write_now goes on meanwhile
@@ -225,8 +227,9 @@ class Writer:
         finally:
             os.close(fd)
 
-    def _persist(self, items: list, sync: bool = True) -> tuple[bool, dict]:
-        """Build, chain and append ``items`` (after any rows kept from a failed write). Holds ``_io``.
+    def _persist(self, items: list) -> tuple[bool, dict]:
+        """Build, chain and write ``items`` (after any rows kept from a failed write) to the WAL, not yet
+        fsynced. Holds ``_io``.
         Returns (written, the ``write()`` waiters to tell once fsynced)."""
         rows = self._unsaved
         self._unsaved = []
@@ -244,7 +247,7 @@ class Writer:
         ok = True
         try:
             if rows:
-                self.wal.append(rows, sync=sync)
+                self.wal.append(rows)
             m.ROWS_DURABLE.inc(len(rows))
             if not self.accepting:
                 log.warning("audit: WAL writable again; accepting governed calls")
