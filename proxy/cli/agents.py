@@ -13,7 +13,7 @@ from ..discover.discover import discover as do_discover
 from ..discover.docs import DocError
 from ..discover.onboard import OnboardError, onboard as do_onboard
 from ..discover.registry import AGENTS
-from ..discover.restore import restore_with_tokens
+from ..discover.restore import restore as do_restore
 from .common import AdminClient, emit_json, fail, print_table, state
 
 agents_app = typer.Typer(help="Find local coding agents and route them through Airlock.", no_args_is_help=True)
@@ -178,7 +178,7 @@ def restore(home: Optional[Path] = HOME, project: Optional[Path] = PROJECT,
     """Put every onboarded file back byte for byte from its first backup, and revoke the gateway tokens
     onboard wrote into them (no agent holds them any more)."""
     try:
-        done, dropped = restore_with_tokens(_home(home), _project(project), agent or None)
+        done, dropped = do_restore(_home(home), _project(project), agent or None)
     except (OSError, ValueError) as e:
         fail(f"restore failed: {e}")
     tokens = [] if keep_tokens else [_revoke(t) for t in sorted(dropped)]

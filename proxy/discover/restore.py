@@ -21,15 +21,11 @@ def token_ids(paths: list[Path]) -> set[str]:
     return out
 
 
-def restore(home: Path, project: Path | None = None, agents: list[str] | None = None) -> list[dict]:
+def restore(home: Path, project: Path | None = None,
+            agents: list[str] | None = None) -> tuple[list[dict], set[str]]:
     """Restore every file recorded for ``agents`` (all when None). With ``project``, only files under
-    ``home`` or ``project``; files onboard created are removed again."""
-    return restore_with_tokens(home, project, agents)[0]
-
-
-def restore_with_tokens(home: Path, project: Path | None = None,
-                        agents: list[str] | None = None) -> tuple[list[dict], set[str]]:
-    """``restore`` plus the ids of tokens the files carried before and no longer carry after."""
+    ``home`` or ``project``; files onboard created are removed again. Returns what was done per file,
+    and the ids of the tokens the files carried before and no longer carry after."""
     under = [home, project] if project else None
     backups = Backups(home)
     files = backups.files(agents, under)
