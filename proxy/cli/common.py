@@ -65,15 +65,12 @@ class AdminClient:
     def for_agent(cls) -> "AdminClient":
         """For agent-facing commands: the agent's gateway token (``--token``) when given, else the admin
         token. The admin API takes gateway tokens on the routes agents need (``/v1/check``)."""
-        if state.token:
-            url = state.admin or os.environ.get("AIRLOCK_ADMIN_URL") or load_config().admin_url()
-            return cls(url, state.token)
-        return cls.from_ctx()
+        return cls.from_ctx(token=state.token)
 
     @classmethod
-    def from_ctx(cls) -> "AdminClient":
+    def from_ctx(cls, token: str | None = None) -> "AdminClient":
         url = state.admin or os.environ.get("AIRLOCK_ADMIN_URL")
-        token = state.admin_token or os.environ.get("AIRLOCK_ADMIN_TOKEN")
+        token = token or state.admin_token or os.environ.get("AIRLOCK_ADMIN_TOKEN")
         if not url or not token:
             cfg = load_config()
             url = url or cfg.admin_url()
