@@ -190,6 +190,21 @@ def redis_server() -> Proc:
     return p
 
 
+def tree_pids(root: int) -> list[int]:
+    """``root`` and every descendant (children of any of its threads: the audit ingester is spawned from
+    one), from /proc/PID/task/TID/children."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            for t in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (t / "children").read_text().split()]
+        except OSError:                       # it just exited
+            pass
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (its threads included)."""
     try:

@@ -14,31 +14,11 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from . import http_post, targets
-from .common import openai_upstream, rss_mb, wrk
+from .common import openai_upstream, rss_mb, tree_pids, wrk
 
 FLAT_MB_PER_100K = 1.0          # what we call flat: a slope under 1 MB per 100k requests after warm-up
-
-
-def tree_pids(root: int) -> list[int]:
-    """``root`` and every descendant (children of any thread: the ingester is spawned from one)."""
-    parent: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parent.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(parent.get(pid, ()))
-    return out
 
 
 def tree_rss_mb(root: int) -> float:

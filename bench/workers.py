@@ -12,25 +12,12 @@ import sys
 from pathlib import Path
 
 from . import http_post, targets
-from .common import CPUS, PY, ROOT, cpu_seconds, median, openai_upstream, redis_server, wrk
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for t in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (t / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
+from .common import CPUS, PY, ROOT, cpu_seconds, median, openai_upstream, redis_server, tree_pids, wrk
 
 
 def _airlocks(pid: int) -> int:
     n = 0
-    for p in _tree(pid):
+    for p in tree_pids(pid):
         try:
             cmd = Path(f"/proc/{p}/cmdline").read_bytes()
         except OSError:
@@ -75,7 +62,7 @@ def run(workers: int = 2, seconds: float = 5, runs: int = 3, optimize: bool = Tr
 
 def _tree_cpu(pid: int) -> float:
     """CPU seconds of ``pid`` and its descendants (supervisor, workers, audit ingester)."""
-    return sum(c for c in (cpu_seconds(p) for p in _tree(pid)) if c == c)
+    return sum(c for c in (cpu_seconds(p) for p in tree_pids(pid)) if c == c)
 
 
 def table(res: dict) -> str:
