@@ -100,6 +100,7 @@ class Wal:
         self._size = 0
         self.rows = 0                          # rows in the open segment
         self.dirty = False                     # rows written but not fsynced yet
+        self.dir_dirty = False                 # the open segment's directory entry is not fsynced yet
         self.opened = 0.0                      # monotonic time the open segment got its first row
 
     # -- writing ----------------------------------------------------------------------
@@ -115,7 +116,7 @@ class Wal:
                 self._path = self.dir / f"{time.time_ns():020d}-{self.stream}{OPEN_SUFFIX}"
                 self._fh = open(self._path, "ab")
                 self._size, self.rows, self.opened = 0, 0, time.monotonic()
-                fsync_dir(self.dir)
+                self.dir_dirty = True          # its directory entry: fsynced with its first rows (dirty_fd)
             self._fh.write(data)
             self._fh.flush()
             self.dirty = True
@@ -127,31 +128,30 @@ class Wal:
         self.rows += len(rows)
         return data
 
-    def dirty_fd(self) -> int | None:
-        """A duplicate descriptor of the open segment when it has rows not fsynced yet (the caller fsyncs
-        and closes it, outside any lock: a duplicate stays valid even if the segment is sealed meanwhile)."""
+    def dirty_fd(self) -> tuple[int, bool] | None:
+        """(a duplicate descriptor of the open segment, whether its directory entry is new) when it has rows
+        not fsynced yet. The caller fsyncs the file (and then the directory) and closes the descriptor,
+        outside any lock: a duplicate stays valid even if the segment is sealed meanwhile."""
         if not self.dirty or self._fh is None:
             return None
         self.dirty = False
-        return os.dup(self._fh.fileno())
+        new_entry, self.dir_dirty = self.dir_dirty, False
+        return os.dup(self._fh.fileno()), new_entry
+
+    def detach(self) -> "Detached | None":
+        """Take the open segment out of use (the next append opens a new one) without any disk wait:
+        the caller finishes the seal with ``Detached.seal()``, outside its locks. Cheap."""
+        if self._fh is None:
+            return None
+        out = Detached(self._fh, self._path, self.dirty or self.dir_dirty)
+        self._fh, self._path, self._size, self.rows, self.dirty, self.dir_dirty = None, None, 0, 0, False, False
+        return out
 
     def seal(self) -> None:
         """Close the open segment and hand it to the ingester (rename to ``*.wal``). Raises WalError."""
-        if self._fh is None:
-            return
-        path = self._path
-        try:
-            if self.dirty:
-                os.fsync(self._fh.fileno())
-        except OSError as e:
-            self._close_quietly()
-            raise WalError(e.errno, f"audit WAL fsync failed in {self.dir}: {e.strerror or e}") from e
-        self._close_quietly()
-        try:
-            os.replace(path, path.with_name(path.name[: -len(OPEN_SUFFIX)] + SUFFIX))
-            fsync_dir(self.dir)
-        except OSError as e:
-            raise WalError(e.errno, f"audit WAL seal failed in {self.dir}: {e.strerror or e}") from e
+        seg = self.detach()
+        if seg is not None:
+            seg.seal()
 
     def _close_quietly(self) -> None:
         try:
@@ -159,7 +159,7 @@ class Wal:
                 self._fh.close()
         except OSError:
             pass
-        self._fh, self._path, self._size, self.rows, self.dirty = None, None, 0, 0, False
+        self._fh, self._path, self._size, self.rows, self.dirty, self.dir_dirty = None, None, 0, 0, False, False
 
     @property
     def current_size(self) -> int:
@@ -202,6 +202,39 @@ class Wal:
             log.error("audit: %s (the segment is taken whole once this writer is gone)", e)
         unlock(self._lock)
         self._lock = None
+
+
+class Detached:
+    """A segment taken out of use by ``Wal.detach``, not sealed yet."""
+
+    __slots__ = ("fh", "path", "dirty")
+
+    def __init__(self, fh: Any, path: Path, dirty: bool):
+        self.fh, self.path, self.dirty = fh, path, dirty
+
+    def seal(self) -> None:
+        """fsync (if it has rows or an entry not fsynced), close, rename to ``*.wal``, fsync the directory.
+        Raises WalError; the segment is closed either way (a dead writer's open segment is sealed by
+        ``seal_leftovers``, a live one's unsealed rows stay in its ``.wal.open`` file)."""
+        try:
+            if self.dirty:
+                os.fsync(self.fh.fileno())
+        except OSError as e:
+            _close(self.fh)
+            raise WalError(e.errno, f"audit WAL fsync failed in {self.path.parent}: {e.strerror or e}") from e
+        _close(self.fh)
+        try:
+            os.replace(self.path, self.path.with_name(self.path.name[: -len(OPEN_SUFFIX)] + SUFFIX))
+            fsync_dir(self.path.parent)
+        except OSError as e:
+            raise WalError(e.errno, f"audit WAL seal failed in {self.path.parent}: {e.strerror or e}") from e
+
+
+def _close(fh: Any) -> None:
+    try:
+        fh.close()
+    except OSError:
+        pass
 
 
 def dir_bytes(directory: Path) -> int:

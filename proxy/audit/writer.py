@@ -6,7 +6,8 @@ open WAL segment and fsyncs; the rows now count as written and ``write()`` waite
 the write; the writer thread fsyncs them within GROUP_SECONDS. Both take ``_io`` before the queue, so
 rows reach the WAL in queue order. It seals the segment (see ``wal`` for the protocol) every
 ``batch_size`` rows or ``flush_seconds``, whichever comes first, or when ``seal_wait`` asks. The
-ingester process inserts sealed segments into ClickHouse: nothing here talks to ClickHouse.
+disk waits (fsync, rename, directory fsync) happen outside ``_io``: ``write_now`` on the event loop
+never waits for the disk, only for the hand-over of a segment. The ingester process inserts sealed segments into ClickHouse: nothing here talks to ClickHouse.
 
 If the WAL cannot be written (disk full) rows are kept in memory and written first on the next
 round; meanwhile ``accepting`` is False so the audit addon can refuse governed calls (fail closed).
@@ -26,7 +27,7 @@ from . import metrics as m
 from .chain import Chain
 from .clickhouse import connect, redacted_dsn  # noqa: F401 - ``airlock db`` imports them from here
 from .events import Redactor, build_row
-from .wal import Wal, WalError
+from .wal import Detached, Wal, WalError, fsync_dir
 
 log = logging.getLogger("airlock.audit")
 
@@ -160,18 +161,20 @@ class Writer:
                     events = [it for it in items if it[0] is not None]
                     markers = [it[1] for it in items if it[0] is None]
                     ok, waiters = self._persist(events) if (events or self._unsaved) else (True, {})
-                    fd = self.wal.dirty_fd()
+                    dirty = self.wal.dirty_fd()
                 m.QUEUE_DEPTH.set(0)
-                if fd is not None:                  # outside the lock: write_now goes on meanwhile
-                    ok = self._fsync(fd) and ok
+                if dirty is not None:               # outside the lock: write_now goes on meanwhile
+                    ok = self._fsync(*dirty) and ok
                 _tell(waiters, ok)
-                with self._io:
+                with self._io:                      # only the hand-over: the disk waits happen outside
                     w = self.wal
                     due = w.rows >= self.batch_size or (w.rows and time.monotonic() - w.opened >= self.flush_seconds)
-                    sealed = self._seal() if (due or markers or stopping) else True
-                    for mk in markers:
-                        mk.ok = sealed and not self._unsaved
-                        mk.done.set()
+                    detached = w.detach() if (due or markers or stopping) else None
+                    unsaved = bool(self._unsaved)
+                sealed = self._seal(detached) if detached is not None else True
+                for mk in markers:
+                    mk.ok = sealed and not unsaved
+                    mk.done.set()
             except Exception:  # noqa: BLE001 - the writer thread must never die
                 log.exception("audit: writer loop error (rows written so far stay in the WAL)")
                 stopping = self._stopping
@@ -205,9 +208,9 @@ class Writer:
             return None
         return max(0.0, self.wal.opened + self.flush_seconds - time.monotonic())
 
-    def _seal(self) -> bool:
+    def _seal(self, segment: Detached) -> bool:
         try:
-            self.wal.seal()
+            segment.seal()
             return True
         except WalError as e:
             m.WAL_ERRORS.inc()
@@ -215,9 +218,11 @@ class Writer:
             log.error("audit: %s", e)
             return False
 
-    def _fsync(self, fd: int) -> bool:
+    def _fsync(self, fd: int, new_entry: bool = False) -> bool:
         try:
             os.fsync(fd)
+            if new_entry:                       # the segment's name in its directory, once per segment
+                fsync_dir(self.wal.dir)
             return True
         except OSError as e:
             m.WAL_ERRORS.inc()

@@ -2,6 +2,7 @@
 dedup, fail-closed."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -298,3 +299,26 @@ async def test_backlog_gauges(make_sink):
     assert sample("airlock_audit_accepting") == 1 and sample("airlock_audit_wal_bytes") > 0
     assert sample("airlock_audit_insert_errors_total") >= 1
     await s.close()
+
+
+def test_a_detached_segment_is_sealed_apart_while_appends_go_on(tmp_path):
+    """The writer hands a segment over under its lock and seals it (fsync, rename, directory fsync)
+    outside it: appends in between go to a new segment, and the ingester reads both in write order."""
+    wal = Wal(tmp_path, "s1")
+    wal.append([{"seq": 0}])
+    fd, new_entry = wal.dirty_fd()
+    os.close(fd)
+    assert new_entry and wal.dirty_fd() is None          # the directory entry is fsynced once
+    wal.append([{"seq": 1}])
+    seg = wal.detach()
+    wal.append([{"seq": 2}])                             # no disk wait: a new open segment
+    fd, new_entry = wal.dirty_fd()
+    os.close(fd)
+    assert new_entry
+    assert len(wal.segments()) == 2 and all(p.name.endswith(".wal.open") for p in wal.segments())
+    seg.seal()
+    first, second = wal.segments()
+    assert first.name.endswith(".wal") and second.name.endswith(".wal.open")
+    assert [r["seq"] for p in wal.segments() for r in Wal.read(p)] == [0, 1, 2]
+    wal.close()
+    assert [p.name.endswith(".wal") for p in wal.segments()] == [True, True]
