@@ -29,6 +29,8 @@ class AnthropicParser:
         self.extra = 0
         self.stop_reason: str | None = None
 
+    deferrable = None    # every event is parsed at once
+
     def on_event(self, ev: Event) -> str:
         obj = json_object(ev)
         if obj is None:

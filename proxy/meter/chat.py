@@ -86,15 +86,20 @@ class ChatParser:
                     text += fn["arguments"]
         return text
 
-    def deferrable(self, ev: Event) -> bool:
-        """Can this event be parsed later, if ever? A plain delta chunk after the first event: no
-        usage (``"usage":null`` aside), no error, not ``[DONE]``. Only the output text and the
-        per-choice state come from such a chunk, and they matter only when billing on the count."""
-        d = ev.data
-        if self.id is None or d[:1] != b"{" or b'"error"' in d:
-            return False
-        i = d.find(b'"usage"')
-        return i < 0 or d[i + 7:i + 20].lstrip().lstrip(b":").lstrip()[:4] == b"null"
+    def deferrable(self, raw: bytes) -> bool:
+        """Can these whole events (one event's bytes, or a chunk of several) be parsed later, if
+        ever? Plain delta chunks after the first event: no usage (``"usage":null`` aside), no
+        error, no ``[DONE]``. Only the output text and the per-choice state come from such chunks,
+        and they matter only when billing on the count (or near a cut). A bytes scan, no JSON:
+        a false "no" only costs a parse."""
+        if self.id is None or raw.find(b'"error"') >= 0 or raw.find(b"[DONE]") >= 0:
+            return False      # (bytes.find, not ``in``: ``in`` tries the needle as an int first, 4x slower)
+        i = raw.find(b'"usage"')
+        while i >= 0:
+            if raw[i + 7:i + 20].lstrip().lstrip(b":").lstrip()[:4] != b"null":
+                return False
+            i = raw.find(b'"usage"', i + 7)
+        return True
 
     @property
     def finished(self) -> bool:

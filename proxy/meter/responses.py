@@ -39,6 +39,8 @@ class ResponsesParser:
         self.extra = 0
         self.status: str | None = None
 
+    deferrable = None    # every event is parsed at once
+
     def on_event(self, ev: Event) -> str:
         obj = json_object(ev)
         if obj is None:

@@ -22,7 +22,7 @@ from .budget import Admission
 from .chat import ChatParser
 from .prices import Rates
 from .responses import ResponsesParser
-from .sse import Event, SSESplitter
+from .sse import SSESplitter
 from .tokens import Counter, estimate_input
 from .metrics import FAILURES
 from .usage import Usage
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024   # a longer "event" means this is not SSE: stop parsing, pass it on
 PENDING_TEXT = 64 * 1024            # bytes of output text kept uncounted at most (uncapped streams)
-DEFERRED_DATA = 128 * 1024          # bytes of delta event data kept unparsed at most (uncapped Chat streams)
+DEFERRED_DATA = 128 * 1024          # bytes of delta events kept unparsed at most (uncapped Chat streams)
 CALL = "airlock.gateway.call"      # flow.metadata key shared by addons.gateway and addons.metering
 
 
@@ -109,7 +109,7 @@ class StreamMeter:
 
     __slots__ = ("call", "parser", "splitter", "counter", "factor", "raw_output", "allowance", "on_cut",
                  "cut", "events", "input_known", "margin", "broken", "pending", "pending_bound", "deferred",
-                 "deferred_bytes")
+                 "deferred_bytes", "lazy")
 
     def __init__(self, call: Call, on_cut: Callable[[], None] | None = None) -> None:
         self.call = call
@@ -120,7 +120,7 @@ class StreamMeter:
         self.raw_output = 0            # tokens of the text counted so far (before the safety factor)
         self.pending: list[str] = []   # text not counted yet
         self.pending_bound = 0         # its UTF-8 bytes: an upper bound of its tokens
-        self.deferred: list[bytes] = []   # data of plain delta events not parsed yet (uncapped Chat streams)
+        self.deferred: list[bytes] = []   # whole plain delta events not parsed yet (uncapped Chat streams)
         self.deferred_bytes = 0
         self.allowance = call.admission.output_allowance if call.admission else None
         self.on_cut = on_cut
@@ -129,6 +129,7 @@ class StreamMeter:
         self.input_known = False
         self.broken = False
         self.margin = int(self.factor + 0.999)   # cut before the next delta would pass the allowance
+        self.lazy = self.allowance is None       # no cut to make exact: plain deltas may wait unparsed
         call.meter = self
 
     def sync(self) -> int:
@@ -145,11 +146,12 @@ class StreamMeter:
         return n
 
     def _parse_deferred(self) -> None:
-        events, self.deferred, self.deferred_bytes = self.deferred, [], 0
+        raw, self.deferred, self.deferred_bytes = b"".join(self.deferred), [], 0
+        splitter = SSESplitter()
         on_event = self.parser.on_event
         try:
-            for data in events:
-                text = on_event(Event(b"", None, data))
+            for ev in splitter.feed(raw) + splitter.flush():
+                text = on_event(ev)
                 if text:
                     self.pending.append(text)
                     self.pending_bound += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
@@ -163,23 +165,41 @@ class StreamMeter:
         self.pending.append(text)
         self.pending_bound += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
+    def _defer(self, raw: bytes) -> None:
+        """Keep whole plain delta events unparsed (see ``ChatParser.deferrable``)."""
+        self.deferred.append(raw)
+        self.deferred_bytes += len(raw)
+        if self.call.first_token is None:
+            self.call.first_token = time.perf_counter()
+        if self.deferred_bytes > DEFERRED_DATA:
+            self.sync()
+
     def __call__(self, chunk: bytes):
-        if self.cut:
-            return [] if chunk else b""
-        if self.broken:
-            return chunk if chunk else b""
         before = self.splitter.pending_bytes()
         try:
-            return self._feed(chunk)
+            if self.lazy and not before and chunk[-2:] == b"\n\n" and chunk.find(b"\r") < 0:
+                # whole "\n\n" events, the usual network chunk: when all are plain deltas it is kept
+                # as it is (not split, not parsed) and goes on as the same bytes object
+                defer = self.parser.deferrable
+                if defer is not None and defer(chunk):
+                    self.events += chunk.count(b"\n\n")
+                    self._defer(chunk)
+                    return chunk
+            if self.cut:
+                return [] if chunk else b""
+            if self.broken:
+                return chunk if chunk else b""
+            return self._feed(chunk, not before)
         except Exception:   # a parser bug must not break the stream: forward the rest untouched
             log.exception("metering: stream parser failed; forwarding the rest of this stream unmetered")
             FAILURES.labels("stream_parse").inc()
             self.broken = True
+            self.lazy = False
             unsent = before + chunk
             return unsent if unsent else ([] if chunk else b"")
 
-    def _feed(self, chunk: bytes):
-        whole = not self.splitter.pending_bytes()     # the chunk starts at an event boundary
+    def _feed(self, chunk: bytes, whole: bool):
+        """``whole``: the chunk starts at an event boundary."""
         events = self.splitter.feed(chunk) if chunk else self.splitter.flush()
         if not events:
             if len(self.splitter.pending_bytes()) > MAX_EVENT_BYTES:
@@ -230,12 +250,9 @@ class StreamMeter:
         hide = not self.call.client_wants_usage
         out = None
         for i, ev in enumerate(events):
-            if defer is not None and defer(ev):
+            if defer is not None and defer(ev.raw):
                 # a plain delta: parsed only if the call is billed on the count (no provider usage)
-                self.deferred.append(ev.data)
-                self.deferred_bytes += len(ev.data)
-                if self.call.first_token is None:
-                    self.call.first_token = time.perf_counter()
+                self._defer(ev.raw)
                 if out is not None:
                     out.append(ev.raw)
                 continue
@@ -248,7 +265,7 @@ class StreamMeter:
                 continue
             if out is not None:
                 out.append(ev.raw)
-        if self.pending_bound > PENDING_TEXT or self.deferred_bytes > DEFERRED_DATA:
+        if self.pending_bound > PENDING_TEXT:
             self.sync()
         if p.usage is not None:
             self.call.usage = p.usage

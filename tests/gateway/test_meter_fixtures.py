@@ -234,9 +234,41 @@ def test_plain_chat_deltas_parsed_only_when_billing_needs_them():
 def test_chat_deferrable_events():
     p = ChatParser()
     delta = b'{"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}'
-    assert not p.deferrable(parse_event(b"data: " + delta + b"\n\n"))      # the first event is always parsed
+    assert not p.deferrable(b"data: " + delta + b"\n\n")      # the first event is always parsed
     p.on_event(parse_event(b"data: " + delta + b"\n\n"))
-    assert p.deferrable(parse_event(b"data: " + delta + b"\n\n"))
-    assert p.deferrable(parse_event(b'data: {"choices":[],"usage" : null}\n\n'))
+    assert p.deferrable(b"data: " + delta + b"\n\n")
+    assert p.deferrable(b'data: {"choices":[],"usage" : null}\n\n')
     for data in (b'{"choices":[],"usage":{"prompt_tokens":3}}', b'{"error":{"message":"x"}}', b"[DONE]"):
-        assert not p.deferrable(parse_event(b"data: " + data + b"\n\n"))
+        assert not p.deferrable(b"data: " + data + b"\n\n")
+        # a chunk of several events is deferrable only if every one of them is
+        assert not p.deferrable(b"data: " + delta + b"\n\ndata: " + data + b"\n\n")
+    assert p.deferrable(b"data: " + delta + b"\n\n: keep-alive\n\ndata: " + delta + b"\n\n")
+
+
+@pytest.mark.parametrize("name", [n for n, f in FACTS.items() if f[0] == "chat"])
+def test_whole_event_chunks_forwarded_as_they_came_and_counted_on_demand(name):
+    """The usual network chunk is a few whole events: plain deltas go on as the same bytes
+    object, unparsed; the count made when billing needs it equals the provider's."""
+    raw = (STREAMS / name).read_bytes()
+    events = [e + b"\n\n" for e in raw.split(b"\n\n") if e]
+    rng = random.Random(5)
+    pieces, i = [], 0
+    while i < len(events):
+        n = rng.choice((1, 1, 1, 2, 3))
+        pieces.append(b"".join(events[i:i + n]))
+        i += n
+    call = Call(kind="openai", provider="p", api="chat", model="gpt-4o", stream=True)
+    meter = StreamMeter(call)
+    out = []
+    for piece in pieces:
+        r = meter(piece)
+        out.append(r if isinstance(r, bytes) else b"".join(r))
+    out.append(meter(b""))
+    assert b"".join(out) == raw
+    assert sum(r is p for r, p in zip(out, pieces)) >= len(pieces) // 2
+    assert meter.raw_output == 0 and meter.events >= FACTS[name][1]
+    u, source = call.billable()
+    assert source == "provider" and u.output_tokens == FACTS[name][3]
+    parser, sp = ChatParser(), sse.SSESplitter()
+    text = "".join(parser.on_event(ev) for ev in sp.feed(raw))       # every event parsed at once
+    assert meter.sync() == meter.counter.count(text) + parser.extra > 0
