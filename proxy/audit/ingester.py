@@ -5,7 +5,8 @@
 It inserts sealed WAL segments into ClickHouse (``ingest``) and answers the proxies' queries, flushes
 and stats on ``ipc.socket_path(DIR)``. One ingester per WAL base: a second one waits on the
 ``.ingester.lock`` flock as a standby and takes over when the first exits. It polls the slot
-directories every ``POLL_SECONDS`` for new sealed segments, and at once when a flush asks. SIGTERM (or its parent exiting): ingest
+directories every ``POLL_SECONDS`` for sealed segments worth an insert (see ``ingest``), and inserts
+every sealed segment at once when a flush asks. SIGTERM (or its parent exiting): ingest
 every sealed segment (bounded by ``STOP_SECONDS`` while ClickHouse fails), close the socket, exit 0.
 
 ``spawn(cfg)`` / ``spawn_for(dsn, wal_dir)`` start it as a child (``-O`` propagated) and return a
@@ -53,6 +54,7 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             req = orjson.loads(body)
             if req.get("op") == "flush":
+                ing.ask_now()
                 self.server.wake.set()  # type: ignore[attr-defined]
             out = ipc.answer(_serve(ing, req))
         except Exception as e:  # noqa: BLE001 - every failure goes back to the caller

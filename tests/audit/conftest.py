@@ -6,6 +6,8 @@ import asyncio
 import pytest
 
 from proxy.audit import AuditSink
+from proxy.audit.events import Redactor
+from proxy.audit.writer import Writer
 
 
 @pytest.fixture
@@ -40,3 +42,13 @@ def closed_port() -> int:
 
 async def flushed(sink: AuditSink, timeout: float = 30.0) -> None:
     assert await asyncio.to_thread(sink.flush, timeout), "audit writer did not drain in time"
+
+
+def wal_rows(wal_dir, paths: list[str]) -> None:
+    """Rows written and sealed by a proxy-side writer alone (no ingester)."""
+    w = Writer(wal_dir, Redactor(), flush_seconds=60)
+    w.start()
+    for p in paths:
+        w.put("request", {"path": p})
+    assert w.seal_wait(30)
+    w.stop()

@@ -9,9 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from proxy.audit.ingest import Ingester
 from proxy.audit.ingester import spawn_for
 from proxy.audit.query import verify
-from tests.audit.conftest import flushed
+from tests.audit.conftest import flushed, wal_rows
 from tests.harness import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,3 +142,28 @@ def _ready(reader: _Reader) -> bool:
         return bool(reader.link.call("ping")["ready"])
     except OSError:
         return False
+
+
+def test_a_pass_waits_for_a_worthwhile_insert_unless_asked(tmp_path):
+    """Small young segments wait (one insert per few seconds costs ClickHouse far less CPU per row); a
+    flush (ask_now), an old segment or enough bytes make the pass insert them."""
+    wal = tmp_path / "wal"
+    wal_rows(wal, ["/a/0", "/a/1"])
+    ing = Ingester(f"chdb://{tmp_path / 'ch'}", wal, max_wait=3600)
+    try:
+        assert ing.run_pass() and ing.ready and not ing.pending()      # the first pass takes what is there
+        wal_rows(wal, ["/b/0"])
+        assert ing.run_pass() and ing.pending()                        # one small, young segment: it waits
+        ing.ask_now()
+        assert ing.run_pass() and not ing.pending()
+        wal_rows(wal, ["/c/0"])
+        ing.max_wait = 0.0                                             # it has waited long enough
+        assert ing.run_pass() and not ing.pending()
+        wal_rows(wal, ["/d/0"])
+        ing.max_wait, ing.min_bytes = 3600, 1                          # enough bytes for one insert
+        assert ing.run_pass() and not ing.pending()
+        with ing.client_lock:
+            res = ing.client().query("SELECT path FROM events")
+        assert sorted(r[0] for r in res.result_rows) == ["/a/0", "/a/1", "/b/0", "/c/0", "/d/0"]
+    finally:
+        ing._drop_client()

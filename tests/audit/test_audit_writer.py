@@ -8,11 +8,9 @@ import shutil
 import pytest
 
 from proxy.audit import metrics as m
-from proxy.audit.events import Redactor
 from proxy.audit.ingest import Ingester
 from proxy.audit.wal import Wal
-from proxy.audit.writer import Writer
-from tests.audit.conftest import closed_port, flushed
+from tests.audit.conftest import closed_port, flushed, wal_rows
 from tests.harness import wait_until
 
 
@@ -112,21 +110,11 @@ async def test_unreachable_clickhouse_spills_then_replays_in_order(make_sink, tm
     await up.close()
 
 
-def _wal_rows(wal_dir, paths: list[str]) -> None:
-    """Rows written and sealed by a proxy-side writer alone (no ingester)."""
-    w = Writer(wal_dir, Redactor(), flush_seconds=60)
-    w.start()
-    for p in paths:
-        w.put("request", {"path": p})
-    assert w.seal_wait(30)
-    w.stop()
-
-
 def test_ingester_retries_with_backoff_and_catches_up(tmp_path):
     """The ingest loop (run here in the test process) keeps rows in the WAL while ClickHouse fails, backs
     off, and ingests the backlog in order as soon as ClickHouse answers again."""
     wal = tmp_path / "wal"
-    _wal_rows(wal, [f"/a/{i}" for i in range(50)])
+    wal_rows(wal, [f"/a/{i}" for i in range(50)])
     ing = Ingester(f"http://127.0.0.1:{closed_port()}/default", wal)
     try:
         assert not ing.run_pass() and ing.backlog and ing.figures["insert_errors"] == 1
@@ -134,7 +122,7 @@ def test_ingester_retries_with_backoff_and_catches_up(tmp_path):
         assert ing.figures["insert_errors"] == 1 and ing.next_try > 0
         assert ing.pending()                               # rows wait in the WAL
         ing.dsn = f"chdb://{tmp_path / 'ch'}"             # ClickHouse is back
-        _wal_rows(wal, [f"/a/{i}" for i in range(50, 60)])
+        wal_rows(wal, [f"/a/{i}" for i in range(50, 60)])
         assert ing.run_pass(force=True) and not ing.backlog and not ing.pending()
         with ing.client_lock:
             res = ing.client().query("SELECT path FROM events WHERE kind = 'request' ORDER BY stream, seq")
