@@ -64,6 +64,9 @@ _SECRET_KEY = re.compile(
     r"private[_-]?key|.*[_-]secret)$")
 
 
+_SCALARS = frozenset({bool, int, float})
+
+
 class Redactor:
     """Removes credentials from strings and nested values.
 
@@ -77,6 +80,7 @@ class Redactor:
         # shorter strings cannot hold a secret: the shortest pattern match is 12 characters
         self._min = min([12] + [len(x) for x in self.literals])
         self._cache: dict[str, str] = {}        # short repeated values (accounts, models, paths)
+        self._keys: dict[str, bool] = {}         # field name -> is a credential key
 
     def text(self, s: str) -> str:
         if len(s) < self._min:
@@ -96,23 +100,40 @@ class Redactor:
             self._cache[s] = out
         return out
 
+    def secret_key(self, k: str) -> bool:
+        """Is ``k`` a key whose value is a credential whatever it looks like (cached: keys repeat)."""
+        hit = self._keys.get(k)
+        if hit is None:
+            hit = self._keys[k] = _SECRET_KEY.match(k) is not None
+            if len(self._keys) > 4096:
+                self._keys.clear()
+        return hit
+
     def value(self, v: Any, depth: int = 0) -> Any:
         """Redact and truncate a JSON-like value (strings cut to ``preview_chars``)."""
-        if isinstance(v, str):
+        cls = v.__class__
+        if cls is str or isinstance(v, str):
             s = self.text(v)
             return s if len(s) <= self.preview_chars else s[: self.preview_chars] + "…"
-        if v is None or isinstance(v, (bool, int, float)):
+        if v is None or cls in _SCALARS or isinstance(v, (bool, int, float)):
             return v
         if depth > 8:
             return "…"
         if isinstance(v, dict):
             out = {}
+            secret = self.secret_key
             for i, (k, x) in enumerate(v.items()):
                 if i >= 64:
                     out["…"] = f"{len(v) - 64} more keys"
                     break
-                k = str(k)
-                out[k] = REDACTED if (_SECRET_KEY.match(k) and x not in (None, "")) else self.value(x, depth + 1)
+                if k.__class__ is not str:
+                    k = str(k)
+                if secret(k) and x not in (None, ""):
+                    out[k] = REDACTED
+                elif x is None or x.__class__ in _SCALARS:     # the common case: no call
+                    out[k] = x
+                else:
+                    out[k] = self.value(x, depth + 1)
             return out
         if isinstance(v, (list, tuple, set, frozenset)):
             items = list(v)
