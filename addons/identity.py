@@ -116,15 +116,18 @@ class Identity:
                                         if status == 401 else None)
 
     def _custody(self, flow: http.HTTPFlow, route: flowmeta.Route) -> None:
+        """The caller's credentials out, the upstream's in: one pass over the header fields (each
+        ``del``/``set`` on mitmproxy's Headers rebuilds the whole field tuple)."""
         h = flow.request.headers
-        sent = flowmeta.headers(flow)
-        for name in ("authorization", "x-api-key", "proxy-authorization"):
-            if name in sent:
-                del h[name]
+        fields = h.fields
+        if any(k.lower() in _CREDENTIAL_HEADERS for k, _ in fields):
+            fields = tuple(f for f in fields if f[0].lower() not in _CREDENTIAL_HEADERS)
+        h.fields = fields + self._upstream_credentials(route)
+
+    def _upstream_credentials(self, route: flowmeta.Route) -> tuple[tuple[bytes, bytes], ...]:
         if route.kind == "mcp":
-            for k, v in self.mcp_headers.get(route.name, {}).items():
-                h[k] = v
-            return
+            return tuple((k.encode("latin-1"), v.encode("utf-8", "surrogateescape"))
+                         for k, v in self.mcp_headers.get(route.name, {}).items())
         provider = self.provider_keys.get(route.name)
         key = provider.api_key() if provider else None
         if not key:
@@ -132,8 +135,10 @@ class Identity:
                 self._warned.add(route.name)
                 log.warning("provider %s: no API key in $%s; forwarding without one", route.name,
                             provider.api_key_env if provider else "?")
-            return
+            return ()
         if route.kind == "anthropic":
-            h["x-api-key"] = key
-        else:
-            h["authorization"] = f"Bearer {key}"
+            return ((b"x-api-key", key.encode("utf-8", "surrogateescape")),)
+        return ((b"authorization", b"Bearer " + key.encode("utf-8", "surrogateescape")),)
+
+
+_CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"proxy-authorization"})

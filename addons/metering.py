@@ -17,6 +17,7 @@ import logging
 from mitmproxy import ctx, http
 
 from proxy import flowmeta
+from proxy.metrics import child
 from proxy.meter import metrics
 from proxy.meter.record import audit_fields, settle_values, usage_row
 from proxy.meter.stream import CALL, StreamMeter
@@ -125,16 +126,16 @@ class Metering:
                         http_status=flow.response.status_code if flow.response else None, reason=reason)
         flow.metadata[flowmeta.USAGE] = row
         self.rt.audit.emit("usage", **audit_fields(row))
-        metrics.CALLS.labels(call.provider, call.api, status).inc()
+        child(metrics.CALLS, call.provider, call.api, status).inc()
         if call.cut_reason:
             metrics.CUTS.labels(call.cut_reason).inc()
         model = call.model or "-"
         if usage.input_tokens:
-            metrics.TOKENS.labels(call.provider, model, "input").inc(usage.input_tokens)
+            child(metrics.TOKENS, call.provider, model, "input").inc(usage.input_tokens)
         if usage.output_tokens:
-            metrics.TOKENS.labels(call.provider, model, "output").inc(usage.output_tokens)
+            child(metrics.TOKENS, call.provider, model, "output").inc(usage.output_tokens)
         if cost:
-            metrics.COST.labels(call.provider).inc(cost)
+            child(metrics.COST, call.provider).inc(cost)
         if call.admission is not None:
             task = asyncio.get_running_loop().create_task(self._settle(call, usage, cost, identity))
             self._tasks.add(task)

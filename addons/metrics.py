@@ -4,16 +4,13 @@ from __future__ import annotations
 from mitmproxy import http
 
 from proxy import flowmeta
-from proxy.metrics import ERRORS, IN_FLIGHT, LATENCY, REQUESTS
+from proxy.metrics import ERRORS, IN_FLIGHT, LATENCY, REQUESTS, child
 from proxy.routing import listener_of
 
 
 class Metrics:
     def __init__(self, rt=None):
-        # labelled children cached by label tuple: prometheus_client's .labels() takes a lock and
-        # re-validates the labels on every call
-        self._requests: dict[tuple, object] = {}
-        self._latency: dict[tuple, object] = {}
+        pass
 
     def client_connected(self, client) -> None:
         IN_FLIGHT.inc()
@@ -27,17 +24,10 @@ class Metrics:
             listener, kind = route.listener, route.kind
         else:
             listener, kind = listener_of(flow.client_conn.proxy_mode), "other"
-        key = (listener, kind, flow.response.status_code)
-        counter = self._requests.get(key)
-        if counter is None:
-            counter = self._requests[key] = REQUESTS.labels(listener, kind, str(key[2]))
-        counter.inc()
+        child(REQUESTS, listener, kind, str(flow.response.status_code)).inc()
         end = flow.response.timestamp_end or flow.response.timestamp_start
         if end and flow.request.timestamp_start:
-            hist = self._latency.get(key[:2])
-            if hist is None:
-                hist = self._latency[key[:2]] = LATENCY.labels(listener, kind)
-            hist.observe(max(0.0, end - flow.request.timestamp_start))
+            child(LATENCY, listener, kind).observe(max(0.0, end - flow.request.timestamp_start))
 
     def error(self, flow: http.HTTPFlow) -> None:
         route = flowmeta.route(flow)

@@ -21,3 +21,18 @@ IN_FLIGHT = Gauge("airlock_connections_active", "Client connections open")
 CONFIG_ERRORS = Counter("airlock_config_errors_total", "Invalid configuration rejected")
 
 mitm_patches.ERROR_COUNTER = PROXY_ERRORS
+
+_CHILDREN: dict[tuple, object] = {}
+MAX_CHILDREN = 50_000        # label sets come from config (providers, models seen): a bound, not a limit in use
+
+
+def child(metric, *labels):
+    """``metric.labels(*labels)``, cached: prometheus_client's ``labels()`` takes a lock and re-validates
+    the label values on every call, which costs more than the ``inc()`` on the hot path."""
+    key = (id(metric), *labels)
+    c = _CHILDREN.get(key)
+    if c is None:
+        if len(_CHILDREN) >= MAX_CHILDREN:
+            _CHILDREN.clear()
+        c = _CHILDREN[key] = metric.labels(*labels)
+    return c
