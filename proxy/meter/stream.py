@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024   # a longer "event" means this is not SSE: stop parsing, pass it on
 PENDING_TEXT = 64 * 1024            # bytes of output text kept uncounted at most (uncapped streams)
-DEFERRED_DATA = 128 * 1024          # bytes of delta events kept unparsed at most (uncapped Chat streams)
+DEFERRED_DATA = 128 * 1024          # bytes of delta events kept unparsed at most (Chat streams)
 CALL = "airlock.gateway.call"      # flow.metadata key shared by addons.gateway and addons.metering
 
 
@@ -105,10 +105,11 @@ class StreamMeter:
     the text not yet counted bound its tokens from above. The text is counted exactly only
     when that bound could pass the output allowance (so a cut stays exact), when the pending
     text grows large, or when the call is billed on what was counted (no provider usage).
+    Plain Chat delta events are not even parsed until then: their bytes bound their text.
     """
 
     __slots__ = ("call", "parser", "splitter", "counter", "factor", "raw_output", "allowance", "on_cut",
-                 "cut", "events", "input_known", "margin", "broken", "pending", "pending_bound", "deferred",
+                 "cut", "input_known", "margin", "broken", "pending", "pending_bound", "deferred",
                  "deferred_bytes", "lazy")
 
     def __init__(self, call: Call, on_cut: Callable[[], None] | None = None) -> None:
@@ -120,16 +121,15 @@ class StreamMeter:
         self.raw_output = 0            # tokens of the text counted so far (before the safety factor)
         self.pending: list[str] = []   # text not counted yet
         self.pending_bound = 0         # its UTF-8 bytes: an upper bound of its tokens
-        self.deferred: list[bytes] = []   # whole plain delta events not parsed yet (uncapped Chat streams)
+        self.deferred: list[bytes] = []   # whole plain delta events not parsed yet (Chat streams)
         self.deferred_bytes = 0
         self.allowance = call.admission.output_allowance if call.admission else None
         self.on_cut = on_cut
         self.cut = False
-        self.events = 0
         self.input_known = False
         self.broken = False
         self.margin = int(self.factor + 0.999)   # cut before the next delta would pass the allowance
-        self.lazy = self.allowance is None       # no cut to make exact: plain deltas may wait unparsed
+        self.lazy = True               # plain deltas may wait unparsed while no cut could fall inside them
         call.meter = self
 
     def sync(self) -> int:
@@ -160,6 +160,8 @@ class StreamMeter:
             FAILURES.labels("stream_parse").inc()
 
     def _take(self, text: str) -> None:
+        if self.deferred:
+            self._parse_deferred()      # the text of the events before this one comes first
         if self.call.first_token is None:
             self.call.first_token = time.perf_counter()
         self.pending.append(text)
@@ -178,11 +180,11 @@ class StreamMeter:
         before = self.splitter.pending_bytes()
         try:
             if self.lazy and not before and chunk[-2:] == b"\n\n" and chunk.find(b"\r") < 0:
-                # whole "\n\n" events, the usual network chunk: when all are plain deltas it is kept
-                # as it is (not split, not parsed) and goes on as the same bytes object
+                # whole "\n\n" events, the usual network chunk: when all are plain deltas (and no cut
+                # could fall inside them) it is kept as it is, not split, not parsed, and goes on as
+                # the same bytes object
                 defer = self.parser.deferrable
-                if defer is not None and defer(chunk):
-                    self.events += chunk.count(b"\n\n")
+                if defer is not None and (self.allowance is None or self._room(len(chunk))) and defer(chunk):
                     self._defer(chunk)
                     return chunk
             if self.cut:
@@ -205,7 +207,6 @@ class StreamMeter:
             if len(self.splitter.pending_bytes()) > MAX_EVENT_BYTES:
                 raise ValueError(f"no event boundary in {MAX_EVENT_BYTES} bytes: not an event stream")
             return [] if chunk else b""
-        self.events += len(events)
         if self.allowance is None:
             return self._feed_uncapped(events, chunk, whole and not self.splitter.pending_bytes())
         p = self.parser
@@ -233,12 +234,17 @@ class StreamMeter:
             return [] if chunk else b""
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def _room(self, more: int) -> bool:
+        """Is there room for ``more`` tokens of output at most above the bound of what came so far?
+        Deferred events count with all their bytes: a delta's text takes at most its JSON bytes
+        (escapes only lengthen it), and a tool call's framing tokens are fewer than its ``{"index":..}``
+        bytes."""
+        bound = self.raw_output + self.pending_bound + self.deferred_bytes + more
+        return int(bound * self.factor + 0.999) + self.parser.extra + self.margin <= self.allowance
+
     def _over(self) -> bool:
         """Would the output pass the allowance? Counts exactly only when the bound says it might."""
-        bound = int((self.raw_output + self.pending_bound) * self.factor + 0.999) + self.parser.extra
-        if bound + self.margin <= self.allowance:
-            return False
-        return self.sync() + self.margin > self.allowance
+        return not self._room(0) and self.sync() + self.margin > self.allowance
 
     def _feed_uncapped(self, events: list, chunk: bytes, whole: bool):
         """No hard budget cut on this call: keep the text to count later, forward everything
@@ -280,6 +286,7 @@ class StreamMeter:
     def _cut(self, out: list[bytes], reason: str) -> None:
         call = self.call
         self.cut = True
+        self.lazy = False
         call.cut_reason = reason
         u, _ = call.billable()
         out.append(cut.terminal(self.parser, u, call.client_wants_usage))

@@ -53,18 +53,24 @@ def chunks(data: bytes, rng: random.Random):
         i += n
 
 
+def feed(meter: StreamMeter, pieces) -> list[bytes]:
+    """What the meter forwards for each piece of a stream, then at its end."""
+    out = []
+    for piece in pieces:
+        r = meter(piece)
+        assert r != b"", "b'' mid-stream would end an HTTP/1 chunked body"
+        out.append(r if isinstance(r, bytes) else b"".join(r))
+    out.append(meter(b""))
+    return out
+
+
 def run_meter(name: str, seed: int = 0, wants_usage: bool = True) -> tuple[bytes, Call, StreamMeter]:
     api = FACTS[name][0]
     call = Call(kind="anthropic" if api == "anthropic" else "openai", provider="p", api=api,
                 model="claude-sonnet-4" if api == "anthropic" else "gpt-4o", stream=True,
                 client_wants_usage=wants_usage)
     meter = StreamMeter(call)
-    out = []
-    for c in chunks((STREAMS / name).read_bytes(), random.Random(seed)):
-        r = meter(c)
-        assert r != b"", "b'' mid-stream would end an HTTP/1 chunked body"
-        out.append(r if isinstance(r, bytes) else b"".join(r))
-    out.append(meter(b""))
+    out = feed(meter, chunks((STREAMS / name).read_bytes(), random.Random(seed)))
     meter.sync()            # the output text is counted lazily: count it now, as billing does
     return b"".join(out), call, meter
 
@@ -72,11 +78,9 @@ def run_meter(name: str, seed: int = 0, wants_usage: bool = True) -> tuple[bytes
 @pytest.mark.parametrize("name", sorted(FACTS))
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bytes_exact_and_usage_matches_recording(name, seed):
-    api, n_events, inp, out, cached, reasoning = FACTS[name]
+    _api, _events, inp, out, cached, reasoning = FACTS[name]
     forwarded, call, meter = run_meter(name, seed)
     assert forwarded == (STREAMS / name).read_bytes()
-    data_events = meter.events
-    assert data_events >= n_events   # comment-only events (OpenRouter keep-alives) count too
     u, source = call.billable()
     assert source == "provider"
     assert (u.input_tokens, u.output_tokens, u.cached_tokens, u.reasoning_tokens) == (inp, out, cached, reasoning)
@@ -162,13 +166,7 @@ def test_parser_failure_forwards_the_rest_untouched():
                 raise RuntimeError("parser bug")
             return self.inner.on_event(ev)
     meter.parser = Flaky(meter.parser)
-    out = []
-    for c in chunks(raw, random.Random(3)):
-        r = meter(c)
-        assert r != b""
-        out.append(r if isinstance(r, bytes) else b"".join(r))
-    out.append(meter(b""))
-    assert b"".join(out) == raw and meter.broken
+    assert b"".join(feed(meter, chunks(raw, random.Random(3)))) == raw and meter.broken
 
 
 def test_oversized_event_is_passed_through_not_buffered():
@@ -259,16 +257,58 @@ def test_whole_event_chunks_forwarded_as_they_came_and_counted_on_demand(name):
         i += n
     call = Call(kind="openai", provider="p", api="chat", model="gpt-4o", stream=True)
     meter = StreamMeter(call)
-    out = []
-    for piece in pieces:
-        r = meter(piece)
-        out.append(r if isinstance(r, bytes) else b"".join(r))
-    out.append(meter(b""))
+    out = feed(meter, pieces)
     assert b"".join(out) == raw
     assert sum(r is p for r, p in zip(out, pieces)) >= len(pieces) // 2
-    assert meter.raw_output == 0 and meter.events >= FACTS[name][1]
+    assert meter.raw_output == 0
     u, source = call.billable()
     assert source == "provider" and u.output_tokens == FACTS[name][3]
     parser, sp = ChatParser(), sse.SSESplitter()
     text = "".join(parser.on_event(ev) for ev in sp.feed(raw))       # every event parsed at once
     assert meter.sync() == meter.counter.count(text) + parser.extra > 0
+
+
+def _long_chat_stream(n: int, rng: random.Random) -> bytes:
+    """A Chat stream whose deltas carry many tokens each (so a few events' bytes fit an allowance)."""
+    words = ["budget", " tokens", " über", " 東京", " x", "\\n", " ok", " 🙂", " stream", " cut"]
+    head = b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,'
+    out = [head + b'"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n']
+    for _ in range(n):
+        text = "".join(rng.choice(words) for _ in range(40)).encode()
+        out.append(head + b'"delta":{"content":"' + text + b'"},"finish_reason":null}]}\n\n')
+    out.append(head + b'"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("source,allowance", [("fixture", 3), ("fixture", 40), ("fixture", 400),
+                                              ("long", 100), ("long", 1000), ("long", 2500)])
+@pytest.mark.parametrize("whole", [True, False])
+def test_capped_chat_is_cut_right_after_the_allowance(source, allowance, whole):
+    """Under an allowance, deltas may wait unparsed only while their bytes cannot reach it: the
+    stream is cut right after the delta that reaches the allowance, whatever the chunks."""
+    from proxy.meter.budget import Admission
+    from proxy.meter.tokens import count
+
+    rng = random.Random(allowance)
+    raw = (STREAMS / "openai-chat-json-177-tokens.sse").read_bytes() if source == "fixture" else \
+        _long_chat_stream(80, rng)
+    if whole:
+        pieces = [e + b"\n\n" for e in raw.split(b"\n\n") if e]
+    else:
+        pieces = list(chunks(raw, rng))
+    call = Call(kind="openai", provider="p", api="chat", model="gpt-4o", stream=True,
+                admission=Admission(output_allowance=allowance))
+    meter = StreamMeter(call)
+    out = feed(meter, pieces)
+    forwarded = b"".join(out)
+    parser = ChatParser()
+    deltas = [t for t in (parser.on_event(ev) for ev in sse.SSESplitter().feed(forwarded)) if t]
+    total = count("".join(ChatParser().on_event(ev) for ev in sse.SSESplitter().feed(raw)), "gpt-4o")
+    if allowance < total:
+        assert meter.cut and call.cut_reason == "budget" and forwarded.endswith(b"data: [DONE]\n\n")
+        assert list(parser.open_choices.values()) == [False]      # the terminal chunk closed the choice
+        # the provider generated the delta that reached the allowance: it goes on, nothing after it
+        assert count("".join(deltas[:-1]), "gpt-4o") <= allowance + 1
+        assert count("".join(deltas), "gpt-4o") >= allowance - 2      # and not cut before
+    else:
+        assert not meter.cut and forwarded == raw
