@@ -17,7 +17,7 @@ from mitmproxy import http
 
 from proxy import errors, flowmeta
 from proxy.meter import admission, metrics, tokens
-from proxy.meter.record import audit_fields, usage_row
+from proxy.meter.record import usage_row
 from proxy.meter.stream import CALL
 from proxy.runtime import Runtime
 
@@ -85,8 +85,7 @@ class Gateway:
             metrics.CALLS.labels(call.provider, call.api, "refused").inc()
             row = usage_row(call, identity, "refused", http_status=refusal.status, reason=refusal.message)
             row["rule"] = refusal.rule
-            flow.metadata[flowmeta.USAGE] = row
-            self.rt.audit.emit("usage", **audit_fields(row))
+            flow.metadata[flowmeta.USAGE] = row      # recorded in the call's request row (addons.audit)
             return
         if flow.client_conn.timestamp_end is not None and call.admission is not None:
             # The caller left while we reserved: give the reservation back and do not forward the

@@ -6,8 +6,8 @@ forwarded exactly, output tokens counted as deltas arrive, the stream ended
 properly (and the upstream closed) when the reservation is used up. At the end
 (``response``) or on failure or client disconnect (``error``) the call is
 settled on the provider's usage (or on what was counted), the unused
-reservation released, ``flow.metadata[USAGE]`` set and one ``usage`` audit row
-emitted.
+reservation released and ``flow.metadata[USAGE]`` set: the audit addon writes it
+into the call's one ``request`` row.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from mitmproxy import ctx, http
 from proxy import flowmeta
 from proxy.metrics import child
 from proxy.meter import metrics
-from proxy.meter.record import audit_fields, settle_values, usage_row
+from proxy.meter.record import settle_values, usage_row
 from proxy.meter.stream import CALL, StreamMeter
 from proxy.meter.usage import Usage, from_anthropic, from_openai, usage_of_json
 from proxy.runtime import Runtime
@@ -124,8 +124,7 @@ class Metering:
             usage, source, cost = Usage(call.input_estimate, call.output_cap), "reserved", call.estimated_cost
         row = usage_row(call, identity, status, usage=usage, cost=cost, source=source,
                         http_status=flow.response.status_code if flow.response else None, reason=reason)
-        flow.metadata[flowmeta.USAGE] = row
-        self.rt.audit.emit("usage", **audit_fields(row))
+        flow.metadata[flowmeta.USAGE] = row          # recorded in the call's request row (addons.audit)
         child(metrics.CALLS, call.provider, call.api, status).inc()
         if call.cut_reason:
             metrics.CUTS.labels(call.cut_reason).inc()

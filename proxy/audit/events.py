@@ -19,7 +19,7 @@ KINDS = (
     "request",          # one per proxied request (addons.audit)
     "decision",         # policy decision for an MCP tool call
     "tool_changed",     # MCP firewall saw a tool definition change
-    "usage",            # metering result of a model call
+    "usage",            # before 2026-11-24: a model call's usage row (now carried by its request row)
     "approval.requested", "approval.approved", "approval.denied", "approval.expired",
     "policy_reload",
     "key_mint", "key_revoke",

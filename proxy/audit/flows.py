@@ -1,9 +1,13 @@
-"""The ``request`` audit row of a proxied flow, from what the other addons left in flow.metadata."""
+"""The ``request`` audit row of a proxied flow, from what the other addons left in flow.metadata.
+
+A model call has this one row: its usage (tokens, cost, the call's outcome as ``usage_status``, timing)
+rides in it, so the ledger (``usage_ledger``, a materialized view of these rows) costs no second row."""
 from __future__ import annotations
 
 from typing import Any
 
 from .. import flowmeta
+from ..meter.record import ledger_fields
 from ..sessions import from_headers
 from .events import strip_query
 
@@ -106,6 +110,10 @@ def request_fields(flow, error: str | None = None) -> dict[str, Any]:
             f["cost"] = cost
         f["model"] = _first(usage, "model") or f.get("model")
         f["provider"] = _first(usage, "provider") or f.get("provider")
-        if usage.get("cached_tokens"):
+        if "usage_source" in usage:            # the gateway's ledger row (proxy.meter.record.usage_row)
+            f.update(ledger_fields(usage))
+            if usage.get("rule") and not f.get("rule"):
+                f["rule"] = usage["rule"]
+        elif usage.get("cached_tokens"):
             f["cached_tokens"] = usage["cached_tokens"]
     return f

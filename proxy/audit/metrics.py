@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from ..metrics import child
+
 QUEUE_DEPTH = Gauge("airlock_audit_queue_depth", "Audit events waiting in the in-memory queue")
 ACCEPTING = Gauge("airlock_audit_accepting", "0 when the WAL cannot be written and governed calls are refused")
 ROWS_DURABLE = Counter("airlock_audit_rows_durable_total", "Audit rows fsynced to the WAL")
@@ -69,21 +71,12 @@ INGEST = IngestFigures()
 REGISTRY.register(INGEST)
 
 
-_COST_CHILDREN: dict[tuple[str, str], Any] = {}     # labels() costs more than the increment itself
-
-
 def observe(row: dict) -> None:
     """Count one recorded row in the derived metrics (cheap: a kind check for most rows)."""
     kind = row["kind"]
     if kind == "request":
         if row["cost"]:
-            key = (row["provider"] or "-", row["model"] or "-")
-            child = _COST_CHILDREN.get(key)
-            if child is None:
-                if len(_COST_CHILDREN) > 10_000:
-                    _COST_CHILDREN.clear()
-                child = _COST_CHILDREN[key] = MODEL_COST.labels(*key)
-            child.inc(row["cost"])
+            child(MODEL_COST, row["provider"] or "-", row["model"] or "-").inc(row["cost"])
     elif kind == "decision":
         DECISIONS.labels(row["action"] or "-", row["rule"] or "default").inc()
     elif kind.startswith("approval."):

@@ -53,10 +53,19 @@ def settle_values(call: Call, response_model: str | None = None) -> tuple[Usage,
     return usage, source, cost
 
 
-def audit_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """The usage row as audit event fields: the audit table's typed ``status`` column is the HTTP
-    status, so the call's outcome (ok, cut, refused, ...) travels as ``outcome``."""
-    out = dict(row)
-    out["outcome"] = row["status"]
-    out["status"] = row.get("http_status")
+# The usage row's fields that travel in the call's ``request`` audit row (its ``data`` column) besides the
+# typed columns that row already has (tokens, cost, model, provider, HTTP status).
+LEDGER_FIELDS = ("api", "stream", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source",
+                 "cost_estimated_usd", "cost_usd", "reserved_usd", "ttft_ms", "duration_ms", "cut_reason",
+                 "price_source")
+
+
+def ledger_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """What the call's ``request`` audit row carries of its usage row: the call's outcome as
+    ``usage_status`` (ok, cut, refused, ...) and the ``LEDGER_FIELDS`` that are set (absent = null)."""
+    out = {"usage_status": row.get("status")}
+    for k in LEDGER_FIELDS:
+        v = row.get(k)
+        if v is not None:
+            out[k] = v
     return out

@@ -111,9 +111,11 @@ def wait_spend(a: Airlock, budget: str, value: str, expect, unit: str = "tokens"
 
 
 def usage_rows(a: Airlock, subject: str, n: int = 1, timeout: float = 30.0) -> list[dict]:
-    """The ``usage`` audit rows of ``subject`` once at least ``n`` are written (polls the admin query API)."""
-    sql = ("SELECT outcome, status, tokens_in, tokens_out, cost, model, provider, data FROM events "
-           "WHERE kind = 'usage' AND subject = {s:String} ORDER BY ts")
+    """The model calls of ``subject`` (their ``request`` audit rows, which carry the usage) once at least
+    ``n`` are written (polls the admin query API); ``outcome`` is the call's usage status."""
+    sql = ("SELECT JSONExtractString(data, 'usage_status') AS outcome, status, tokens_in, tokens_out, cost, model, "
+           "provider, data FROM events "
+           "WHERE kind = 'request' AND JSONHas(data, 'usage_status') AND subject = {s:String} ORDER BY ts")
 
     def rows():
         r = a.admin("POST", "/v1/audit/query", {"sql": sql, "params": {"s": subject}})
