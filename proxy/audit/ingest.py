@@ -4,7 +4,9 @@ process (``proxy.audit.ingester``), the only process that holds a ClickHouse cli
 Each pass walks every writer slot under the WAL base (see ``wal``). A live writer's slot (its flock is
 held) gives its sealed ``*.wal`` segments; a dead writer's slot is locked by the ingester and taken
 whole (open segment sealed first; a torn last line is cut). Segments are inserted oldest first, several
-per insert (up to ``max_rows``), as JSONEachRow straight from the WAL bytes, and deleted once inserted.
+per insert (up to ``max_bytes``), as JSONEachRow straight from the WAL bytes, and deleted once inserted.
+With chDB, ClickHouse reads the segment files itself (``INSERT ... FROM INFILE``): no copy of them is
+made in Python, so the ingester's memory does not grow with the size of an insert.
 
 Every insert costs ClickHouse a fixed ~25 ms of CPU (a new part in ``events`` and in each materialized
 view's table, and the merges those parts cause later), so a pass waits until an insert is worth it: at least
@@ -21,6 +23,7 @@ to 30 s) and rows accumulate in the WAL.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -36,6 +39,8 @@ log = logging.getLogger("airlock.audit.ingest")
 RETRY_MAX_SECONDS = 30.0
 MIN_BYTES = 16 << 20          # ~25k rows: a pass inserts once this much is sealed...
 MAX_WAIT_SECONDS = 5.0        # ...or once a sealed segment is this old (or at once when asked)
+MAX_BYTES = 32 << 20          # at most ~50k rows per insert: bounds ClickHouse's memory for one insert
+_PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")   # no glob or SQL quoting characters: fit for FROM INFILE
 
 
 # ClickHouse error codes that mean "this data cannot be parsed", not "ClickHouse is unwell"
@@ -58,17 +63,35 @@ def _key(row: Any) -> tuple[str, int] | None:
     return None
 
 
+def _whole_lines(seg: Path) -> int | None:
+    """The number of lines of ``seg``, None if its last line is torn (read in 1 MB pieces)."""
+    n, last, buf = 0, b"\n", bytearray(1 << 20)
+    with open(seg, "rb", buffering=0) as f:
+        while k := f.readinto(buf):
+            n += buf.count(b"\n", 0, k)
+            last = buf[k - 1:k]
+    return n if last == b"\n" else None
+
+
+def _infile(segs: list[Path]) -> str | None:
+    """``FROM INFILE`` of one slot's segments as one glob, None if a path needs quoting."""
+    d, names = str(segs[0].parent), [p.name for p in segs]
+    if not all(_PLAIN_PATH.match(x) for x in [d, *names]):
+        return None
+    return f"INSERT INTO events FROM INFILE '{d}/{{{','.join(names)}}}' FORMAT JSONEachRow"
+
+
 def _stem(p: Path) -> str:
     n = p.name
     return n[: -len(OPEN_SUFFIX)] if n.endswith(OPEN_SUFFIX) else n[: -len(SUFFIX)]
 
 
 class Ingester:
-    def __init__(self, dsn: str, base: Path, max_rows: int = 200_000, min_bytes: int = MIN_BYTES,
+    def __init__(self, dsn: str, base: Path, max_bytes: int = MAX_BYTES, min_bytes: int = MIN_BYTES,
                  max_wait: float = MAX_WAIT_SECONDS):
         self.dsn = dsn
         self.base = Path(base)
-        self.max_rows = max(1, int(max_rows))
+        self.max_bytes = max(1, int(max_bytes))
         self.min_bytes = min_bytes
         self.max_wait = max_wait
         self._now = True                              # the next pass inserts whatever is sealed (ask_now)
@@ -165,8 +188,10 @@ class Ingester:
         segs = sealed(d)
         while segs:
             batch = [segs.pop(0)]
-            while segs and self._rows_hint(batch) < self.max_rows:
+            size = batch[0].stat().st_size
+            while segs and size + (more := segs[0].stat().st_size) <= self.max_bytes:
                 batch.append(segs.pop(0))
+                size += more
             try:
                 self._ingest(batch)
             except Exception as e:
@@ -180,11 +205,13 @@ class Ingester:
                             raise
                         self._reject(seg, e1)
 
-    @staticmethod
-    def _rows_hint(batch: list[Path]) -> int:
-        return sum(p.stat().st_size for p in batch) // 400       # ~400 bytes a row: bounds the batch size
-
     def _ingest(self, batch: list[Path]) -> None:
+        sql = _infile(batch) if self.dsn.startswith("chdb://") else None
+        if sql and not any(_stem(s) in self._uncertain for s in batch):
+            counts = [_whole_lines(s) for s in batch]
+            if None not in counts:                    # as written, no torn line: ClickHouse reads the files
+                self._insert(sql, sum(counts), batch)
+                return
         rows, data, replayed, deduped, unreadable = 0, [], 0, 0, 0
         for seg in batch:
             lines, n, skipped, bad = self._read(seg)
@@ -223,11 +250,15 @@ class Ingester:
             log.warning("audit WAL %s: ignoring torn last line (unacknowledged batch)", seg.name)
         return data[:end], data.count(b"\n", 0, end), None, 0
 
-    def _insert(self, data: bytes, rows: int, segs: list[Path]) -> None:
+    def _insert(self, data: bytes | str, rows: int, segs: list[Path]) -> None:
+        """Insert ``data`` (JSON lines, or the SQL of an insert from the segment files), then delete ``segs``."""
         try:
             if rows:
                 with self.client_lock:
-                    self.client().raw_insert("events", None, data, fmt="JSONEachRow")
+                    if isinstance(data, str):
+                        self.client().command(data)
+                    else:
+                        self.client().raw_insert("events", None, data, fmt="JSONEachRow")
         except Exception:
             self._uncertain.update(_stem(s) for s in segs)    # it may have landed: check before retrying
             raise

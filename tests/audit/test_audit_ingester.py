@@ -167,3 +167,26 @@ def test_a_pass_waits_for_a_worthwhile_insert_unless_asked(tmp_path):
         assert sorted(r[0] for r in res.result_rows) == ["/a/0", "/a/1", "/b/0", "/c/0", "/d/0"]
     finally:
         ing._drop_client()
+
+
+def test_a_torn_last_line_is_cut_before_clickhouse_reads_the_segments(tmp_path):
+    """Segments go to ClickHouse as files, unless one ends in a torn line (a dead writer's): then the
+    batch goes in from memory without it, and the whole lines of every segment are in, once."""
+    wal = tmp_path / "wal"
+    ing = Ingester(f"chdb://{tmp_path / 'ch'}", wal)
+    try:
+        assert ing.run_pass()
+        line = b'{"ts":"1700000000.000001","kind":"request","stream":"dead","seq":0,"path":"/ok"}\n'
+        (wal / ("0" * 19 + "1-dead.wal.open")).write_bytes(line + b'{"ts": 1, "kind": "req')
+        (wal / ("0" * 19 + "2-next.wal")).write_bytes(line.replace(b'"dead"', b'"next"'))
+        assert ing.run_pass() and not list(wal.glob("*.wal*"))         # a dead writer's slot: taken at once
+        wal_rows(wal, ["/a/0", "/a/1"])
+        ing.ask_now()
+        assert ing.run_pass() and not list(wal.glob("*.wal*"))
+        with ing.client_lock:
+            res = ing.client().query("SELECT stream, path FROM events ORDER BY path, stream")
+        assert [r[1] for r in res.result_rows] == ["/a/0", "/a/1", "/ok", "/ok"]
+        assert {r[0] for r in res.result_rows[2:]} == {"dead", "next"}
+        assert (ing.figures["rows_written"], ing.figures["rows_rejected"]) == (4, 0)
+    finally:
+        ing._drop_client()
