@@ -13,7 +13,8 @@ Usage: .venv/bin/python -m bench.approvals_hold [--holds 10000] [--seconds 5] [-
 The RSS is the proxy process's only (the clients live in this process). A probe loaded into the
 proxy (``PROBE``) reports its GC pauses while holding and while releasing; ``--trace`` also reports
 tracemalloc's top allocators per held call (tracing inflates RSS and latency: a diagnostic run).
-``--bare`` measures the floor: a bare mitmproxy in its own process holding requests in an await.
+``--bare`` measures the floor: a bare mitmproxy in its own process holding requests in an await, stock
+and with Airlock's patches to mitmproxy (``proxy.mitm_patches``: per-connection state created on first use).
 """
 from __future__ import annotations
 
@@ -318,9 +319,10 @@ async def _run(holds: int, seconds: float, redis: str | None, trace: int = 0) ->
     return out
 
 
-async def _bare_serve(holds: int) -> None:
+async def _bare_serve(holds: int, patched: bool) -> None:
     """The floor, server side (its own process): a bare mitmproxy (no Airlock addons, no store, no
-    audit) holding requests in an await. Talks to the parent over stdin/stdout, one line each."""
+    audit) holding requests in an await; with ``patched``, Airlock's changes to mitmproxy
+    (``proxy.mitm_patches``) applied. Talks to the parent over stdin/stdout, one line each."""
     import gc
 
     from mitmproxy import http, options
@@ -330,13 +332,20 @@ async def _bare_serve(holds: int) -> None:
     class Hold:
         def __init__(self):
             self.futs: list[asyncio.Future] = []
+            self.armed = False                         # until then, answer at once (warm-up)
 
         async def request(self, flow):
+            if not self.armed:
+                flow.response = http.Response.make(200, b"ok")
+                return
             fut = asyncio.get_running_loop().create_future()
             self.futs.append(fut)
             await fut
             flow.response = http.Response.make(200, b"ok")
 
+    if patched:
+        from proxy import mitm_patches
+        mitm_patches.apply()
     loop = asyncio.get_running_loop()
     port = free_port()
     m = Master(options.Options())
@@ -349,6 +358,10 @@ async def _bare_serve(holds: int) -> None:
     gc.collect()
     gc.freeze()                                        # as `airlock run` does after start-up
     print(json.dumps({"port": port}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)   # the parent has warmed us up
+    gc.collect()
+    hold.armed = True
+    print(json.dumps({"armed": True}), flush=True)
     while len(hold.futs) < holds:
         await asyncio.sleep(0.1)
     gc.collect()
@@ -369,14 +382,30 @@ async def _port_open(port: int) -> bool:
     return True
 
 
-async def _bare(holds: int) -> dict:
-    """The floor, client side: the held connections live in this process, the RSS is the server's only."""
+async def _bare(holds: int, patched: bool) -> float:
+    """The floor, client side: the held connections live in this process, the RSS is the server's only.
+    KB of server RSS per held request, from after a warm-up (requests answered at once) to all held."""
     import subprocess
     # under -O, as `airlock run` re-executes itself
-    proc = subprocess.Popen([sys.executable, "-O", "-m", "bench.approvals_hold", "--bare-serve", "--holds", str(holds)],
+    cmd = [sys.executable, "-O", "-m", "bench.approvals_hold", "--bare-serve", "--holds", str(holds)]
+    proc = subprocess.Popen(cmd + (["--patched"] if patched else []),
                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    async def line() -> dict:
+        return json.loads(await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 600))
+
+    async def say(text: str) -> None:
+        proc.stdin.write(text + "\n")
+        proc.stdin.flush()
     try:
-        port = json.loads(await asyncio.to_thread(proc.stdout.readline))["port"]
+        port = (await line())["port"]
+        for i in range(200):                           # warm-up: mitmproxy's lazy imports and caches
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request_bytes(port, "x", i, "warm_up", {}))
+            await read_response(reader)
+            writer.close()
+        await say("armed?")
+        await line()
         await asyncio.sleep(0.5)
         before = rss_mb(proc.pid)[0]
         conns = []
@@ -386,26 +415,29 @@ async def _bare(holds: int) -> dict:
             conns.append(writer)
             if i % 200 == 199:
                 await asyncio.sleep(0.05)
-        json.loads(await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 600))
+        await line()
         after = rss_mb(proc.pid)[0]
-        proc.stdin.write("release\n")
-        proc.stdin.flush()
+        await say("release")
         await asyncio.to_thread(proc.wait, 60)
         for w in conns:
             w.close()
     finally:
         if proc.poll() is None:
             proc.kill()
-    return {"bare_mitmproxy_kb_per_held_call": round((after - before) * 1024 / holds, 1),
-            "bare_note": "server process RSS only (client in another process)"}
+    return round((after - before) * 1024 / holds, 1)
 
 
 def bare_floor(holds: int) -> dict:
+    """Bare mitmproxy's KB per held request, stock and with Airlock's patches to it (``proxy.mitm_patches``)."""
     import uvloop
-    try:
-        return uvloop.run(_bare(holds))
-    except Exception as e:                              # the floor is context; the main figures still count
-        return {"bare_error": f"{type(e).__name__}: {e}"[:300]}
+    out = {}
+    for key, patched in (("bare_mitmproxy_kb_per_held_call", False), ("bare_patched_kb_per_held_call", True)):
+        try:
+            out[key] = uvloop.run(_bare(holds, patched))
+        except Exception as e:                          # the floor is context; the main figures still count
+            out[key.replace("kb_per_held_call", "error")] = f"{type(e).__name__}: {e}"[:300]
+    out["bare_note"] = "server process RSS only (client in another process), from after a warm-up"
+    return out
 
 
 def run(holds: int = 10_000, seconds: float = 5.0, redis: str | None = None, floor: bool = True,
@@ -428,11 +460,11 @@ def _reading(res: dict) -> str:
         f"started at {res.get('rss_mb_before')} MB (chDB audit engine, policy, mitmproxy, Redis client).",
     ]
     if bare:
-        lines.append(f"A bare mitmproxy holding requests in an await costs {bare} KB per held request (`--bare`: "
-                     "the server process alone, its clients in another process), so most of the per-call memory is "
-                     "mitmproxy's own connection, layers, streams and tasks (several empty deques of 760 B each); "
-                     "`--trace 5` splits what is left by source line. With that floor above 20 KB, 10,000 holds in "
-                     "<= 200 MB is out of reach on one mitmproxy process whatever the approvals part costs.")
+        lines.append(f"A bare mitmproxy holding requests in an await costs {bare} KB per held request, "
+                     f"{res.get('bare_patched_kb_per_held_call')} KB with Airlock's patches to it (`--bare`: the "
+                     "server process alone, its clients in another process, from after a warm-up); what is left "
+                     "is mitmproxy's connection, layers, paused generators, streams and four tasks with their "
+                     "coroutines. `--trace 5` splits Airlock's figure by source line.")
     gc_rel = res.get("gc_while_releasing") or {}
     worst = max((g.get("max_cpu_ms", 0) for g in gc_rel.values()), default=0)
     lines.append(f"GC while releasing: worst pause {worst} ms of CPU ({', '.join(gc_rel) or 'none'}); the wall-clock "
@@ -471,13 +503,14 @@ if __name__ == "__main__":
                    help="tracemalloc in the proxy (FRAMES per traceback): top allocators per held call "
                         "(RSS and latency then include tracing)")
     p.add_argument("--bare-serve", action="store_true", help=argparse.SUPPRESS)   # --bare's server process
+    p.add_argument("--patched", action="store_true", help=argparse.SUPPRESS)      # ... with proxy.mitm_patches
     args = p.parse_args()
     if args.bare_serve:
         import logging
 
         import uvloop
         logging.disable(logging.CRITICAL)
-        uvloop.run(_bare_serve(args.holds))
+        uvloop.run(_bare_serve(args.holds, args.patched))
         sys.exit(0)
     if args.bare:
         print(json.dumps(bare_floor(args.holds), indent=2))

@@ -1,4 +1,4 @@
-"""The two places where Airlock changes mitmproxy internals (re-check on upgrade).
+"""The places where Airlock changes mitmproxy internals (re-check on upgrade: mitmproxy 12.3, Python 3.12).
 
 1. Listeners: asyncio's default backlog of 100 overflows under bursts, and there
    is no SO_REUSEPORT for several workers. ``mode_servers`` calls
@@ -6,11 +6,19 @@
 2. Error responses mitmproxy writes itself (upstream down, body too large, bad
    request line) are HTML. Agents' SDKs parse JSON, so they get a body that both
    the OpenAI and the Anthropic SDK read: ``{"type":"error","error":{"type","message"}}``.
+3. Memory per open connection (``_lean_connections``): a call held for approval keeps its
+   connection's whole state alive, and 10,000 may be held at once. mitmproxy and asyncio
+   allocate several empty ``collections.deque`` (760 B each, however empty) and other state
+   per connection that most connections never use; these patches create them on first use.
+   No behaviour changes: the same queues, locks and timeouts, allocated later or not at all.
+   Measured with ``python -m bench.approvals_hold --bare`` (see its docstring).
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
+import time
 
 import orjson
 
@@ -28,14 +36,17 @@ def apply(backlog: int = 4096, reuse_port: bool = False) -> None:
     from mitmproxy.net.http import http1
     from mitmproxy.proxy.layers.http import _http1
 
-    orig = asyncio.start_server
-
-    @functools.wraps(orig)
-    async def start_server(*a, **kw):
+    @functools.wraps(asyncio.start_server)
+    async def start_server(client_connected_cb, host=None, port=None, *, limit=asyncio.streams._DEFAULT_LIMIT, **kw):
+        # asyncio.start_server's body, with the lean protocol (3c)
         kw.setdefault("backlog", backlog)
         if reuse_port:
             kw.setdefault("reuse_port", True)
-        return await orig(*a, **kw)
+        loop = asyncio.get_running_loop()
+
+        def factory():
+            return _StreamProtocol(asyncio.StreamReader(limit=limit, loop=loop), client_connected_cb, loop=loop)
+        return await loop.create_server(factory, host, port, **kw)
 
     class _AsyncioShim:
         def __getattr__(self, name):
@@ -60,3 +71,174 @@ def apply(backlog: int = 4096, reuse_port: bool = False) -> None:
         return http1.assemble_response(resp)
 
     _http1.make_error_response = make_error_response
+    _lean_connections()
+
+
+# -- 3. memory per connection -----------------------------------------------------------------------------
+
+def _lean_connections() -> None:
+    from mitmproxy.proxy import layer, server
+    from mitmproxy.utils import asyncio_utils
+
+    # a) Layer._paused_event_queue: a deque per layer (five per HTTP/1 connection), used only when an
+    #    event arrives while the layer waits for a hook. Re-check: every use is in mitmproxy/proxy/layer.py
+    #    (append, truthiness + popleft) and layers/http/__init__.py (iteration).
+    layer.Layer._airlock_event_queue = None
+    layer.Layer._paused_event_queue = _LazyEventQueue()
+
+    # b) ConnectionHandler's locks: asyncio.Lock keeps the waiters deque of its first contention forever,
+    #    and the eager task factory makes every connection contend once (a hook that completes at once
+    #    re-enters server_event). Re-check: the two locks ConnectionHandler.__init__ creates.
+    orig_init = server.ConnectionHandler.__init__
+
+    @functools.wraps(orig_init)
+    def __init__(self, context) -> None:
+        orig_init(self, context)
+        self._server_event_lock = _Lock()
+        self._drain_lock = _Lock()
+
+    server.ConnectionHandler.__init__ = __init__
+
+    # c) the timeout watchdog (ConnectionHandler.__init__ looks the class up in its module) and the
+    #    client stream's protocol (start_server above): see _Watchdog and _StreamProtocol.
+    server.TimeoutWatchdog = _Watchdog
+
+    # d) asyncio_utils.create_task gives every task a name plus ``created`` and ``client`` attributes,
+    #    read only by mitmproxy's debug task dump (utils.debug, which Airlock does not install): a dict
+    #    per task. Keep the name, shared between tasks of the same name.
+    asyncio_utils.set_task_debug_info = _task_name
+
+
+_TASK_NAMES: dict[str, str] = {}
+
+
+def _task_name(task: asyncio.Task, *, name: str, client: tuple | None = None) -> None:
+    if len(_TASK_NAMES) < 256:
+        name = _TASK_NAMES.setdefault(name, name)
+    task.set_name(name)
+
+
+class _Lock(asyncio.Lock):
+    """An asyncio.Lock that lets its waiters deque go once nobody waits (``acquire`` makes a new one)."""
+
+    def release(self) -> None:
+        super().release()
+        if not self._waiters:
+            self._waiters = None
+
+
+class _StreamProtocol(asyncio.StreamReaderProtocol):
+    """A StreamReaderProtocol whose deque of drain waiters exists once writing is paused (a full buffer)."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self._drain_waiters = ()           # iterated by resume_writing and connection_lost: empty is fine
+
+    def _drain_helper(self):
+        if self._paused and not self._drain_waiters:
+            self._drain_waiters = collections.deque()
+        return super()._drain_helper()
+
+
+class _Watchdog:
+    """mitmproxy's TimeoutWatchdog without an ``asyncio.Event`` (and its deque) per connection.
+
+    Same contract: ``callback`` once ``timeout`` seconds pass without activity, never while a hook
+    has it disarmed. While disarmed, ``watch`` waits on a plain future that the last ``disarm`` to
+    end resolves; ``disarm()`` is a plain context manager instead of a generator one."""
+    __slots__ = ("timeout", "callback", "last_activity", "blocker", "_rearmed")
+
+    def __init__(self, timeout: int, callback) -> None:
+        self.timeout = timeout
+        self.callback = callback
+        self.last_activity = time.time()
+        self.blocker = 0
+        self._rearmed: asyncio.Future | None = None
+
+    def register_activity(self) -> None:
+        self.last_activity = time.time()
+
+    async def watch(self) -> None:
+        try:
+            while True:
+                if self.blocker:
+                    self._rearmed = asyncio.get_running_loop().create_future()
+                    await self._rearmed
+                await asyncio.sleep(self.timeout - (time.time() - self.last_activity))
+                if self.last_activity + self.timeout < time.time():
+                    await self.callback()
+                    return
+        except asyncio.CancelledError:
+            return
+
+    def disarm(self) -> "_Watchdog":
+        return self
+
+    def __enter__(self) -> None:
+        self.blocker += 1
+
+    def __exit__(self, *exc) -> None:
+        self.blocker -= 1
+        if self.blocker == 0:
+            self.register_activity()
+            fut, self._rearmed = self._rearmed, None
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+
+class _LazyEventQueue:
+    """Data descriptor for ``Layer._paused_event_queue``: a deque exists only while events are queued.
+
+    Without one, reads return an ``_EmptyQueue`` view (false, empty, iterable) whose ``append`` creates
+    an ``_EventQueue``, which detaches itself from its layer when ``popleft`` drains it. Assigning an
+    empty deque (``Layer.__init__`` does) stores nothing."""
+    __slots__ = ()
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        q = obj._airlock_event_queue
+        return q if q is not None else _EmptyQueue(obj)
+
+    def __set__(self, obj, value) -> None:
+        obj._airlock_event_queue = value if value else None
+
+
+class _EmptyQueue:
+    __slots__ = ("_layer",)
+
+    def __init__(self, owner) -> None:
+        self._layer = owner
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self):
+        return iter(())
+
+    def append(self, event) -> None:
+        q = self._layer._airlock_event_queue
+        if q is None:
+            q = self._layer._airlock_event_queue = _EventQueue(self._layer)
+        q.append(event)
+
+    def popleft(self):
+        raise IndexError("pop from an empty deque")
+
+
+class _EventQueue(collections.deque):
+    __slots__ = ("_layer",)
+
+    def __init__(self, owner) -> None:
+        super().__init__()
+        self._layer = owner
+
+    def popleft(self):
+        event = super().popleft()
+        if not self and self._layer is not None:
+            self._layer._airlock_event_queue = None
+            self._layer = None
+        return event

@@ -1,0 +1,157 @@
+"""proxy.mitm_patches, part 3 (memory per connection): the lazily created state behaves as mitmproxy's.
+
+Each test drives the patched mitmproxy / asyncio class the way mitmproxy does and checks the behaviour
+(order, exclusion, timeouts, back-pressure), then that the memory is really given back.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from mitmproxy import connection, options
+from mitmproxy.proxy import commands, events, layer, server
+from mitmproxy.proxy.context import Context
+from mitmproxy.utils import asyncio_utils
+
+from proxy import mitm_patches
+
+mitm_patches.apply()
+
+
+@dataclass
+class Ask(commands.StartHook):
+    """A blocking hook: the layer pauses until its HookCompleted."""
+    data: bytes
+
+
+class Recorder(layer.Layer):
+    """Asks a hook for the first data it gets, then logs every piece of data in order."""
+
+    def _handle_event(self, event):
+        if isinstance(event, events.DataReceived):
+            if not getattr(self, "asked", False):
+                self.asked = True
+                yield Ask(event.data)
+            yield commands.Log(event.data.decode())
+
+
+def _ctx() -> Context:
+    client = connection.Client(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2), timestamp_start=0.0)
+    return Context(client, options.Options())
+
+
+def test_layer_replays_events_queued_while_paused_in_order_and_then_lets_the_queue_go():
+    ctx = _ctx()
+    lay = Recorder(ctx)
+    assert lay._airlock_event_queue is None and not lay._paused_event_queue
+    out = list(lay.handle_event(events.DataReceived(ctx.client, b"one")))
+    assert len(out) == 1 and isinstance(out[0], Ask)            # paused on the hook
+    for data in (b"two", b"three"):
+        assert list(lay.handle_event(events.DataReceived(ctx.client, data))) == []
+    assert [e.data for e in lay._paused_event_queue] == [b"two", b"three"]
+    resumed = list(lay.handle_event(events.HookCompleted(out[0])))
+    assert [c.message for c in resumed] == ["one", "two", "three"]
+    assert lay._airlock_event_queue is None                     # drained: the deque is gone
+    assert [c.message for c in lay.handle_event(events.DataReceived(ctx.client, b"four"))] == ["four"]
+
+
+def test_empty_queue_view_acts_like_an_empty_deque():
+    lay = Recorder(_ctx())
+    q = lay._paused_event_queue
+    assert len(q) == 0 and list(q) == [] and not q
+    with pytest.raises(IndexError):
+        q.popleft()
+
+
+async def test_connection_lock_excludes_and_wakes_in_order_then_drops_its_waiters():
+    class Handler(server.ConnectionHandler):
+        async def handle_hook(self, hook) -> None:
+            pass
+
+    lock = Handler(_ctx())._server_event_lock
+    order: list[int] = []
+    inside = 0
+
+    async def worker(n: int, gate: asyncio.Event) -> None:
+        nonlocal inside
+        async with lock:
+            inside += 1
+            assert inside == 1
+            await gate.wait()
+            order.append(n)
+            inside -= 1
+
+    gates = [asyncio.Event() for _ in range(3)]
+    tasks = [asyncio.create_task(worker(n, g)) for n, g in enumerate(gates)]
+    while len(lock._waiters or ()) < 2:                         # 0 holds it, 1 and 2 queue behind
+        await asyncio.sleep(0)
+    for g in gates:
+        g.set()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2]
+    assert lock._waiters is None and not lock.locked()
+
+
+def _watchdog_fired():
+    fired = asyncio.get_running_loop().create_future()
+
+    async def callback() -> None:
+        fired.set_result(True)
+    return fired, callback
+
+
+async def test_watchdog_does_not_time_out_while_a_hook_has_it_disarmed():
+    fired, callback = _watchdog_fired()
+    wd = server.TimeoutWatchdog(-1, callback)                    # overdue as soon as it may fire
+    with wd.disarm():
+        with wd.disarm():                                       # nested hooks: armed again after both
+            watch = asyncio.get_running_loop().create_task(wd.watch())
+            while wd._rearmed is None:
+                await asyncio.sleep(0)
+        assert not fired.done() and not wd._rearmed.done()
+    await asyncio.wait_for(watch, 10)
+    assert fired.done() and wd.blocker == 0
+
+
+async def test_watchdog_cancelled_ends_quietly_without_calling_back():
+    fired, callback = _watchdog_fired()
+    wd = server.TimeoutWatchdog(3600, callback)
+    watch = asyncio.get_running_loop().create_task(wd.watch())
+    await asyncio.sleep(0)
+    watch.cancel()
+    await asyncio.wait_for(watch, 10)
+    assert not fired.done() and not watch.cancelled()
+
+
+async def test_stream_server_applies_back_pressure_and_delivers_every_byte():
+    payload = bytes(range(256)) * 64 * 512                      # 8 MiB: the transport's buffer fills
+    paused_seen = []
+
+    async def handle(reader, writer):
+        for i in range(0, len(payload), 1 << 20):
+            writer.write(payload[i:i + (1 << 20)])
+            paused_seen.append(writer.transport.get_write_buffer_size() > 0)
+            await writer.drain()
+        writer.close()
+
+    import mitmproxy.proxy.mode_servers as ms
+    srv = await ms.asyncio.start_server(handle, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    got = await asyncio.wait_for(reader.read(-1), 60)
+    writer.close()
+    srv.close()
+    await srv.wait_closed()
+    assert got == payload and any(paused_seen)
+
+
+async def test_tasks_keep_their_names_without_a_dict_each():
+    async def nothing() -> None:
+        await asyncio.sleep(0)
+
+    t = asyncio_utils.create_task(nothing(), name="handle_hook(request)", keep_ref=False, client=("h", 1))
+    u = asyncio_utils.create_task(nothing(), name="handle_hook(request)", keep_ref=False, client=("h", 1))
+    await asyncio.gather(t, u)
+    assert t.get_name() == "handle_hook(request)" and t.get_name() is u.get_name()
+    assert asyncio_utils.task_repr(t) == "handle_hook(request)"
