@@ -10,6 +10,7 @@ from .sse import Event, json_object
 from .usage import Usage, from_anthropic
 
 TOOL_USE_FRAMING = 10
+_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta",'
 
 
 class AnthropicParser:
@@ -29,7 +30,10 @@ class AnthropicParser:
         self.extra = 0
         self.stop_reason: str | None = None
 
-    deferrable = None    # every event is parsed at once
+    def deferrable(self, raw: bytes) -> bool:
+        """Can this one whole event be parsed later, if ever? A ``content_block_delta``: only its
+        text comes from it (blocks, usage and the end come in other events). A bytes check, no JSON."""
+        return raw.startswith(_DELTA) and raw.find(b"\n\n") == len(raw) - 2
 
     def on_event(self, ev: Event) -> str:
         obj = json_object(ev)

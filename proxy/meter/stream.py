@@ -244,6 +244,8 @@ class StreamMeter:
 
     def _over(self) -> bool:
         """Would the output pass the allowance? Counts exactly only when the bound says it might."""
+        if self.allowance is None:          # re-derived from the provider's input: nothing caps the output
+            return False
         return not self._room(0) and self.sync() + self.margin > self.allowance
 
     def _feed_uncapped(self, events: list, chunk: bytes, whole: bool):

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from proxy.meter import sse
 from proxy.meter.chat import ChatParser
 from proxy.meter.sse import parse_event
-from proxy.meter.stream import Call, StreamMeter
+from proxy.meter.anthropic import AnthropicParser
+from proxy.meter.stream import Call, StreamMeter, parser_for
 from proxy.meter.usage import Usage
 
 STREAMS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "streams"
@@ -51,6 +52,12 @@ def chunks(data: bytes, rng: random.Random):
         n = rng.choice((1, 2, 3, 7, 64, 500, 4096))
         yield data[i:i + n]
         i += n
+
+
+def whole_events(raw: bytes) -> list[bytes]:
+    """The events of a recording, each with its bytes (the last one may lack its blank line)."""
+    sp = sse.SSESplitter()
+    return [e.raw for e in sp.feed(raw) + sp.flush()]
 
 
 def feed(meter: StreamMeter, pieces) -> list[bytes]:
@@ -243,29 +250,49 @@ def test_chat_deferrable_events():
     assert p.deferrable(b"data: " + delta + b"\n\n: keep-alive\n\ndata: " + delta + b"\n\n")
 
 
-@pytest.mark.parametrize("name", [n for n, f in FACTS.items() if f[0] == "chat"])
+def test_anthropic_deferrable_events():
+    p = AnthropicParser()
+    delta = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+             b'"delta":{"type":"text_delta","text":"hi"}}\n\n')
+    assert p.deferrable(delta)
+    assert not p.deferrable(delta + delta)                     # one event at a time
+    for other in (b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":3}}\n\n',
+                  b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"}}\n\n',
+                  b'data: {"type":"content_block_delta","index":0,"delta":{"text":"hi"}}\n\n',
+                  delta.replace(b"\n\n", b"\r\n\r\n")):
+        assert not p.deferrable(other)
+
+
+def _all_text(api: str, raw: bytes) -> tuple[str, int]:
+    """The output text of a whole stream, every event parsed at once; and its framing tokens."""
+    parser = parser_for(api)
+    return "".join(parser.on_event(ev) for ev in sse.SSESplitter().feed(raw)), parser.extra
+
+
+@pytest.mark.parametrize("name", [n for n, f in FACTS.items() if f[0] in ("chat", "anthropic")])
 def test_whole_event_chunks_forwarded_as_they_came_and_counted_on_demand(name):
     """The usual network chunk is a few whole events: plain deltas go on as the same bytes
-    object, unparsed; the count made when billing needs it equals the provider's."""
+    object, unparsed; counted when billing needs it, they count as if parsed at once."""
+    api = FACTS[name][0]
     raw = (STREAMS / name).read_bytes()
-    events = [e + b"\n\n" for e in raw.split(b"\n\n") if e]
+    events = whole_events(raw)
     rng = random.Random(5)
     pieces, i = [], 0
     while i < len(events):
         n = rng.choice((1, 1, 1, 2, 3))
         pieces.append(b"".join(events[i:i + n]))
         i += n
-    call = Call(kind="openai", provider="p", api="chat", model="gpt-4o", stream=True)
+    call = Call(kind="anthropic" if api == "anthropic" else "openai", provider="p", api=api,
+                model="claude-sonnet-4" if api == "anthropic" else "gpt-4o", stream=True)
     meter = StreamMeter(call)
     out = feed(meter, pieces)
     assert b"".join(out) == raw
     assert sum(r is p for r, p in zip(out, pieces)) >= len(pieces) // 2
-    assert meter.raw_output == 0
+    assert meter.raw_output == 0 and meter.deferred
     u, source = call.billable()
     assert source == "provider" and u.output_tokens == FACTS[name][3]
-    parser, sp = ChatParser(), sse.SSESplitter()
-    text = "".join(parser.on_event(ev) for ev in sp.feed(raw))       # every event parsed at once
-    assert meter.sync() == meter.counter.count(text) + parser.extra > 0
+    text, extra = _all_text(api, raw)
+    assert meter.sync() == int(meter.counter.count(text) * meter.factor + 0.999) + extra > 0
 
 
 def _long_chat_stream(n: int, rng: random.Random) -> bytes:
@@ -281,34 +308,37 @@ def _long_chat_stream(n: int, rng: random.Random) -> bytes:
 
 
 @pytest.mark.parametrize("source,allowance", [("fixture", 3), ("fixture", 40), ("fixture", 400),
-                                              ("long", 100), ("long", 1000), ("long", 2500)])
+                                              ("long", 100), ("long", 1000), ("long", 2500),
+                                              ("anthropic", 30), ("anthropic", 150), ("anthropic", 400)])
 @pytest.mark.parametrize("whole", [True, False])
-def test_capped_chat_is_cut_right_after_the_allowance(source, allowance, whole):
+def test_capped_stream_is_cut_right_after_the_allowance(source, allowance, whole):
     """Under an allowance, deltas may wait unparsed only while their bytes cannot reach it: the
     stream is cut right after the delta that reaches the allowance, whatever the chunks."""
     from proxy.meter.budget import Admission
     from proxy.meter.tokens import count
 
     rng = random.Random(allowance)
-    raw = (STREAMS / "openai-chat-json-177-tokens.sse").read_bytes() if source == "fixture" else \
-        _long_chat_stream(80, rng)
-    if whole:
-        pieces = [e + b"\n\n" for e in raw.split(b"\n\n") if e]
-    else:
-        pieces = list(chunks(raw, rng))
-    call = Call(kind="openai", provider="p", api="chat", model="gpt-4o", stream=True,
-                admission=Admission(output_allowance=allowance))
+    api, model = ("anthropic", "claude-sonnet-4") if source == "anthropic" else ("chat", "gpt-4o")
+    name = "anthropic-thinking-padded.sse" if api == "anthropic" else "openai-chat-json-177-tokens.sse"
+    raw = _long_chat_stream(80, rng) if source == "long" else (STREAMS / name).read_bytes()
+    pieces = whole_events(raw) if whole else list(chunks(raw, rng))
+    # a partial token reservation: the provider's input count, once known, leaves ``allowance``
+    admission = Admission(output_allowance=allowance, basis=[("tokens", allowance + FACTS[name][2])])
+    call = Call(kind="anthropic" if api == "anthropic" else "openai", provider="p", api=api, model=model,
+                stream=True, admission=admission)
     meter = StreamMeter(call)
-    out = feed(meter, pieces)
-    forwarded = b"".join(out)
-    parser = ChatParser()
+    forwarded = b"".join(feed(meter, pieces))
+    parser = parser_for(api)
     deltas = [t for t in (parser.on_event(ev) for ev in sse.SSESplitter().feed(forwarded)) if t]
-    total = count("".join(ChatParser().on_event(ev) for ev in sse.SSESplitter().feed(raw)), "gpt-4o")
-    if allowance < total:
-        assert meter.cut and call.cut_reason == "budget" and forwarded.endswith(b"data: [DONE]\n\n")
-        assert list(parser.open_choices.values()) == [False]      # the terminal chunk closed the choice
+
+    def tokens(text: str) -> int:
+        return count(text, model, call.kind)
+    if allowance < tokens(_all_text(api, raw)[0]):
+        assert meter.cut and call.cut_reason == "budget" and parser.finished
+        if api == "chat":
+            assert list(parser.open_choices.values()) == [False]      # the terminal chunk closed the choice
         # the provider generated the delta that reached the allowance: it goes on, nothing after it
-        assert count("".join(deltas[:-1]), "gpt-4o") <= allowance + 1
-        assert count("".join(deltas), "gpt-4o") >= allowance - 2      # and not cut before
+        assert tokens("".join(deltas[:-1])) <= allowance + 1
+        assert tokens("".join(deltas)) >= allowance - 2      # and not cut before
     else:
         assert not meter.cut and forwarded == raw
