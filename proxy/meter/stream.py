@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024   # a longer "event" means this is not SSE: stop parsing, pass it on
 PENDING_TEXT = 64 * 1024            # bytes of output text kept uncounted at most (uncapped streams)
-DEFERRED_DATA = 128 * 1024          # bytes of delta events kept unparsed at most (Chat streams)
+DEFERRED_DATA = 128 * 1024          # bytes of delta events kept unparsed at most (Chat, Anthropic)
 CALL = "airlock.gateway.call"      # flow.metadata key shared by addons.gateway and addons.metering
 
 
@@ -105,7 +105,8 @@ class StreamMeter:
     the text not yet counted bound its tokens from above. The text is counted exactly only
     when that bound could pass the output allowance (so a cut stays exact), when the pending
     text grows large, or when the call is billed on what was counted (no provider usage).
-    Plain Chat delta events are not even parsed until then: their bytes bound their text.
+    Plain delta events (Chat, Anthropic) are not even parsed until then: their bytes bound their
+    text, and a network chunk of them is forwarded as it came.
     """
 
     __slots__ = ("call", "parser", "splitter", "counter", "factor", "raw_output", "allowance", "on_cut",
@@ -121,7 +122,7 @@ class StreamMeter:
         self.raw_output = 0            # tokens of the text counted so far (before the safety factor)
         self.pending: list[str] = []   # text not counted yet
         self.pending_bound = 0         # its UTF-8 bytes: an upper bound of its tokens
-        self.deferred: list[bytes] = []   # whole plain delta events not parsed yet (Chat streams)
+        self.deferred: list[bytes] = []   # whole plain delta events not parsed yet
         self.deferred_bytes = 0
         self.allowance = call.admission.output_allowance if call.admission else None
         self.on_cut = on_cut
@@ -168,7 +169,7 @@ class StreamMeter:
         self.pending_bound += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
     def _defer(self, raw: bytes) -> None:
-        """Keep whole plain delta events unparsed (see ``ChatParser.deferrable``)."""
+        """Keep whole plain delta events unparsed (see the parsers' ``deferrable``)."""
         self.deferred.append(raw)
         self.deferred_bytes += len(raw)
         if self.call.first_token is None:
@@ -237,8 +238,8 @@ class StreamMeter:
     def _room(self, more: int) -> bool:
         """Is there room for ``more`` tokens of output at most above the bound of what came so far?
         Deferred events count with all their bytes: a delta's text takes at most its JSON bytes
-        (escapes only lengthen it), and a tool call's framing tokens are fewer than its ``{"index":..}``
-        bytes."""
+        (escapes only lengthen it), and a Chat tool call's framing tokens are fewer than its
+        ``{"index":..}`` bytes."""
         bound = self.raw_output + self.pending_bound + self.deferred_bytes + more
         return int(bound * self.factor + 0.999) + self.parser.extra + self.margin <= self.allowance
 
