@@ -79,6 +79,7 @@ def _dump(signum, frame):
         out["alloc_total"] = [sum(s.size for s in stats), sum(s.count for s in stats)]
         out["alloc_by_file"] = [[str(s.traceback[0].filename).split("site-packages/")[-1], s.size, s.count]
                                 for s in snap.statistics("filename")[:15]]
+        snap.dump(os.environ["AIRLOCK_BENCH_OUT"] + ".snapshot")   # for other groupings (tracemalloc.Snapshot.load)
     path = os.environ["AIRLOCK_BENCH_OUT"]
     with open(path + ".tmp", "w") as f:
         json.dump(out, f)
@@ -182,7 +183,8 @@ async def _probe(a: Airlock, path: Path) -> dict:
 def _per_call(probe: dict, holds: int) -> dict:
     """tracemalloc figures per held call, by source line."""
     size, count = probe["alloc_total"]
-    return {"tracemalloc_bytes_per_held_call": round(size / holds),
+    return {"tracemalloc_snapshot": probe["snapshot"],
+            "tracemalloc_bytes_per_held_call": round(size / holds),
             "tracemalloc_blocks_per_held_call": round(count / holds, 1),
             "tracemalloc_top_per_held_call": [f"{b / holds:.0f} B {c / holds:.1f} blocks {where}"
                                               for where, b, c in probe["alloc"][:25]],
@@ -268,7 +270,7 @@ async def _run(holds: int, seconds: float, redis: str | None, trace: int = 0) ->
         probe = await _probe(a, probe_out)
         out["gc_while_holding"] = probe["gc"]
         if trace:
-            out.update(_per_call(probe, holds))
+            out.update(_per_call({**probe, "snapshot": f"{probe_out}.snapshot"}, holds))
         out["rps_with_holds"] = round(await throughput(port, token, seconds), 1)
         out["rps_ratio"] = round(out["rps_with_holds"] / out["rps_no_holds"], 3)
 

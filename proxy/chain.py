@@ -82,14 +82,6 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
         route = flow.metadata.get(route_key)
         return (route.kind if route is not None else None) in kinds
 
-    async def resume(res, i: int, args: tuple) -> None:
-        try:
-            await res
-        except Exception as e:  # noqa: BLE001
-            if guard(name, impls[i][1], e, args):
-                return
-        await _run_async(name, impls[i + 1:], args, guard, wanted)
-
     def dispatch(flow, *rest):
         args = (flow, *rest)
         for i, (kinds, owner, func) in enumerate(impls):
@@ -102,7 +94,7 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
                     return None
                 continue
             if res is not None and inspect.isawaitable(res):
-                return resume(res, i, args)
+                return _run_async(name, impls[i + 1:], args, guard, wanted, (res, owner))
         return None
 
     dispatch.__name__ = name
@@ -110,8 +102,17 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
 
 
 async def _run_async(name: str, impls: list[tuple[frozenset | None, str, Callable]], args: tuple,
-                     guard: Callable, wanted: Callable | None = None) -> None:
-    """Call each child in order, awaiting what it returns; ``wanted`` filters by route kind."""
+                     guard: Callable, wanted: Callable | None = None, started: tuple | None = None) -> None:
+    """Call each child in order, awaiting what it returns; ``wanted`` filters by route kind.
+    ``started``: (awaitable, owner) of a child already called, awaited first (one frame for the
+    rest of the hook: a call held for approval waits in it)."""
+    if started is not None:
+        (res, owner), started = started, None       # no reference to it once done
+        try:
+            await res
+        except Exception as e:  # noqa: BLE001
+            if guard(name, owner, e, args):
+                return
     for kinds, owner, func in impls:
         if kinds is not None and not wanted(kinds, args[0]):
             continue

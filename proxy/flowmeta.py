@@ -65,6 +65,12 @@ def request_json(flow) -> Any | None:
     return None if value is _INVALID else value
 
 
+def forget_request_json(flow) -> None:
+    """Drop the parsed body ``request_json`` cached (it parses the body again when next asked): a call
+    held for approval need not keep it. The body itself is in step (``set_request_json``)."""
+    flow.metadata.pop(JSON, None)
+
+
 def headers(flow) -> dict[str, str]:
     """The client's request headers, lower-cased, built in one pass and cached per flow.
 

@@ -155,3 +155,21 @@ async def test_tasks_keep_their_names_without_a_dict_each():
     await asyncio.gather(t, u)
     assert t.get_name() == "handle_hook(request)" and t.get_name() is u.get_name()
     assert asyncio_utils.task_repr(t) == "handle_hook(request)"
+
+
+def test_connection_handler_wakeup_timers_act_as_a_set():
+    class Handler(server.ConnectionHandler):
+        async def handle_hook(self, hook) -> None:
+            pass
+
+    h = Handler(_ctx())
+    timers = h.wakeup_timer
+    assert not timers
+    timers.add("a")
+    timers.add("b")
+    timers.add("a")
+    timers.discard("b")
+    timers.discard("missing")
+    assert len(timers) == 1 and timers.pop() == "a" and not timers
+    assert h.max_conns[("example.com", 443)] is h.max_conns[("example.com", 443)]
+    assert h.max_conns[("example.com", 443)] is not h.max_conns[("example.org", 443)]

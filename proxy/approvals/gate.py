@@ -122,8 +122,10 @@ class Gate:
         rid, left = req.id, req.seconds_left()
         del req                                                 # keep held frames small (10,000 at once)
         fields.clear()
-        for key in ("args", "context", "justification"):       # in the store now; the call keeps its id and tool
-            call.pop(key, None)
+        kept = {"rpc_id": call["rpc_id"], "tool": call["tool"]}   # the rest is in the store now
+        call.clear()                                            # (clear frees the table; pop would not)
+        call.update(kept)
+        flowmeta.forget_request_json(flow)                      # parsed again if anyone asks after the hold
         self._track(flow, rid)
         if flow.client_conn.timestamp_end is not None:          # gone before we could register the hold
             self._untrack(flow, rid)
