@@ -110,6 +110,44 @@ def _lean_connections() -> None:
     #    read only by mitmproxy's debug task dump (utils.debug, which Airlock does not install): a dict
     #    per task. Keep the name, shared between tasks of the same name.
     asyncio_utils.set_task_debug_info = _task_name
+    _lean_addon_manager()
+
+
+def _lean_addon_manager() -> None:
+    """e) While a hook's coroutine waits (a call held for approval: all the time), AddonManager kept a
+    ``safecall()`` context manager (a generator and its object) suspended in ``trigger_event``, and two
+    generators (``_iter_hooks``, ``traverse``) in ``invoke_addon``. The same order and error handling
+    without them: an addon's hooks are listed before the first is called (mitmproxy listed them as it
+    went, which differs only if a hook adds children to its own addon). Re-check: addonmanager.py."""
+    import inspect
+
+    from mitmproxy import addonmanager, exceptions
+
+    async def trigger_event(self, event) -> None:
+        for i in self.chain:
+            try:
+                await self.invoke_addon(i, event)
+            except exceptions.AddonHalt:
+                return
+            except exceptions.OptionsError:
+                raise
+            except Exception as e:  # noqa: BLE001 - logged by mitmproxy's own safecall, as before
+                _log_addon_error(e)
+
+    async def invoke_addon(self, addon, event) -> None:    # the name trims logged tracebacks (cut_traceback)
+        for _, func in list(self._iter_hooks(addon, event)):
+            res = func(*event.args())
+            if res is not None and inspect.isawaitable(res):
+                await res
+
+    def _log_addon_error(e: Exception) -> None:
+        with addonmanager.safecall():
+            raise e
+
+    addonmanager.AddonManager.trigger_event = trigger_event
+    addonmanager.AddonManager.invoke_addon = invoke_addon
+
+
 
 
 _TASK_NAMES: dict[str, str] = {}

@@ -173,3 +173,45 @@ def test_connection_handler_wakeup_timers_act_as_a_set():
     assert len(timers) == 1 and timers.pop() == "a" and not timers
     assert h.max_conns[("example.com", 443)] is h.max_conns[("example.com", 443)]
     assert h.max_conns[("example.com", 443)] is not h.max_conns[("example.org", 443)]
+
+
+async def test_addon_hooks_run_in_order_errors_are_logged_and_halt_stops(caplog):
+    from mitmproxy import exceptions
+    from mitmproxy.proxy.layers.http import HttpRequestHook
+    from mitmproxy.master import Master
+    from mitmproxy.test import tflow
+
+    seen: list[str] = []
+
+    class Async:
+        def __init__(self, name: str):
+            self.name = name
+
+        async def request(self, flow):
+            await asyncio.sleep(0)
+            seen.append(self.name)
+
+    class Broken:
+        def request(self, flow):
+            seen.append("broken")
+            raise ValueError("boom")
+
+    class Halt:
+        def request(self, flow):
+            seen.append("halt")
+            raise exceptions.AddonHalt()
+
+    class Parent:
+        def __init__(self):
+            self.addons = [Async("child")]
+
+        def request(self, flow):
+            seen.append("parent")
+
+    m = Master(options.Options())
+    m.addons.add(Async("a"), Broken(), Parent(), Async("b"), Halt(), Async("never"))
+    with caplog.at_level("ERROR"):
+        await m.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+    assert seen == ["a", "broken", "parent", "child", "b", "halt"]
+    errors = [r for r in caplog.records if "Addon error: boom" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].exc_info[0] is ValueError
