@@ -39,6 +39,7 @@ log = logging.getLogger("airlock.audit.ingest")
 RETRY_MAX_SECONDS = 30.0
 MIN_BYTES = 16 << 20          # ~25k rows: a pass inserts once this much is sealed...
 MAX_WAIT_SECONDS = 5.0        # ...or once a sealed segment is this old (or at once when asked)
+PURGE_SECONDS = 5.0           # chDB: give the freed pages of the last inserts back to the OS at most this often
 MAX_BYTES = 32 << 20          # at most ~50k rows per insert: bounds ClickHouse's memory for one insert
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")   # no glob or SQL quoting characters: fit for FROM INFILE
 
@@ -95,6 +96,8 @@ class Ingester:
         self.min_bytes = min_bytes
         self.max_wait = max_wait
         self._now = True                              # the next pass inserts whatever is sealed (ask_now)
+        self._local = dsn.startswith("chdb://")       # ClickHouse in this process (chDB)
+        self._purges, self._purged = self._local, 0.0
         self.client_lock = threading.Lock()          # the ingest loop and query threads share the client
         self._client: Any = None
         self._uncertain = {_stem(p) for d in slot_dirs(self.base) for p in d.glob("*.wal*")}
@@ -171,6 +174,7 @@ class Ingester:
                     self._ingest_dir(d)
                 finally:
                     unlock(fd)
+            self._purge()
         except Exception as e:  # noqa: BLE001 - any driver error means "ClickHouse failed"
             ok = False
             self._failed(e)
@@ -183,6 +187,17 @@ class Ingester:
             self.ready = True
             self.cv.notify_all()
         return ok
+
+    def _purge(self) -> None:
+        """chDB's jemalloc keeps freed pages for seconds: an insert's would stay in the RSS until the next."""
+        if self._purges and time.monotonic() - self._purged >= PURGE_SECONDS:
+            self._purged = time.monotonic()
+            try:
+                with self.client_lock:
+                    self.client().command("SYSTEM JEMALLOC PURGE")
+            except Exception as e:  # noqa: BLE001 - a chDB built without jemalloc: not an ingest failure
+                self._purges = False
+                log.warning("audit: chDB cannot purge its allocator (%s); not trying again", str(e)[:200])
 
     def _ingest_dir(self, d: Path) -> None:
         segs = sealed(d)
@@ -206,7 +221,7 @@ class Ingester:
                         self._reject(seg, e1)
 
     def _ingest(self, batch: list[Path]) -> None:
-        sql = _infile(batch) if self.dsn.startswith("chdb://") else None
+        sql = _infile(batch) if self._local else None
         if sql and not any(_stem(s) in self._uncertain for s in batch):
             counts = [_whole_lines(s) for s in batch]
             if None not in counts:                    # as written, no torn line: ClickHouse reads the files

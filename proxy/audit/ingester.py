@@ -35,7 +35,7 @@ from .wal import try_lock, unlock
 
 log = logging.getLogger("airlock.audit.ingester")
 
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.25                                 # a flush wakes the loop at once
 STOP_SECONDS = 10.0
 DSN_ENV = "AIRLOCK_AUDIT_DSN"
 MODE_ENV = "AIRLOCK_AUDIT_INGESTER"
