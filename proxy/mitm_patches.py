@@ -102,9 +102,20 @@ def _lean_connections() -> None:
 
     server.ConnectionHandler.__init__ = __init__
 
-    # c) the timeout watchdog (ConnectionHandler.__init__ looks the class up in its module) and the
-    #    client stream's protocol (start_server above): see _Watchdog and _StreamProtocol.
+    # c) the timeout watchdog (ConnectionHandler.__init__ looks the class up in its module; handle_client
+    #    runs watch() in a task, cancels it at the end) and the client stream's protocol (start_server
+    #    above): see _Watchdog and _StreamProtocol.
     server.TimeoutWatchdog = _Watchdog
+    orig_handle_client = server.ConnectionHandler.handle_client
+
+    @functools.wraps(orig_handle_client)
+    async def handle_client(self) -> None:
+        try:
+            await orig_handle_client(self)
+        finally:
+            self.timeout_watchdog.stop()
+
+    server.ConnectionHandler.handle_client = handle_client
 
     # d) asyncio_utils.create_task gives every task a name plus ``created`` and ``client`` attributes,
     #    read only by mitmproxy's debug task dump (utils.debug, which Airlock does not install): a dict
@@ -199,35 +210,50 @@ class _StreamProtocol(asyncio.StreamReaderProtocol):
 
 
 class _Watchdog:
-    """mitmproxy's TimeoutWatchdog without an ``asyncio.Event`` (and its deque) per connection.
+    """mitmproxy's TimeoutWatchdog as one loop timer: no task sleeping per connection, no ``asyncio.Event``.
 
-    Same contract: ``callback`` once ``timeout`` seconds pass without activity, never while a hook
-    has it disarmed. While disarmed, ``watch`` waits on a plain future that the last ``disarm`` to
-    end resolves; ``disarm()`` is a plain context manager instead of a generator one."""
-    __slots__ = ("timeout", "callback", "last_activity", "blocker", "_rearmed")
+    Same contract: ``callback`` once ``timeout`` seconds pass without activity, never while a hook has
+    it disarmed (the timer re-arms when the last ``disarm`` ends). ``watch`` arms the timer and returns
+    (the task ConnectionHandler runs it in ends at once); ``stop`` (after ``handle_client``, which
+    cancelled that task) disarms it for good. ``disarm()`` is a plain context manager."""
+    __slots__ = ("timeout", "callback", "last_activity", "blocker", "_timer", "_watching")
 
     def __init__(self, timeout: int, callback) -> None:
         self.timeout = timeout
         self.callback = callback
         self.last_activity = time.time()
         self.blocker = 0
-        self._rearmed: asyncio.Future | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._watching = False
 
     def register_activity(self) -> None:
         self.last_activity = time.time()
 
     async def watch(self) -> None:
-        try:
-            while True:
-                if self.blocker:
-                    self._rearmed = asyncio.get_running_loop().create_future()
-                    await self._rearmed
-                await asyncio.sleep(self.timeout - (time.time() - self.last_activity))
-                if self.last_activity + self.timeout < time.time():
-                    await self.callback()
-                    return
-        except asyncio.CancelledError:
-            return
+        self._watching = True
+        if not self.blocker:
+            self._arm()
+
+    def stop(self) -> None:
+        self._watching = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self) -> None:
+        delay = self.last_activity + self.timeout - time.time()
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if self.blocker or not self._watching:
+            return                                  # __exit__ re-arms
+        if self.last_activity + self.timeout < time.time():
+            from mitmproxy.utils import asyncio_utils
+            self._watching = False
+            asyncio_utils.create_task(self.callback(), name="timeout watchdog", keep_ref=True)
+        else:
+            self._arm()
 
     def disarm(self) -> "_Watchdog":
         return self
@@ -239,9 +265,8 @@ class _Watchdog:
         self.blocker -= 1
         if self.blocker == 0:
             self.register_activity()
-            fut, self._rearmed = self._rearmed, None
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+            if self._watching and self._timer is None:
+                self._arm()
 
 
 class _LazyEventQueue:

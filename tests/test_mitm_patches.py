@@ -106,22 +106,43 @@ async def test_watchdog_does_not_time_out_while_a_hook_has_it_disarmed():
     wd = server.TimeoutWatchdog(-1, callback)                    # overdue as soon as it may fire
     with wd.disarm():
         with wd.disarm():                                       # nested hooks: armed again after both
-            watch = asyncio.get_running_loop().create_task(wd.watch())
-            while wd._rearmed is None:
-                await asyncio.sleep(0)
-        assert not fired.done() and not wd._rearmed.done()
-    await asyncio.wait_for(watch, 10)
-    assert fired.done() and wd.blocker == 0
+            await wd.watch()
+            assert wd._timer is None
+        assert wd._timer is None and not fired.done()
+    await asyncio.wait_for(fired, 10)                           # the timer, armed again, fires
+    assert wd.blocker == 0
 
 
-async def test_watchdog_cancelled_ends_quietly_without_calling_back():
+async def test_watchdog_times_out_after_inactivity_only_once():
+    fired, callback = _watchdog_fired()
+    wd = server.TimeoutWatchdog(-1, callback)
+    await wd.watch()
+    await asyncio.wait_for(fired, 10)
+    with wd.disarm():                                           # a hook after the timeout: not armed again
+        pass
+    assert wd._timer is None
+
+
+async def test_watchdog_with_activity_keeps_waiting():
     fired, callback = _watchdog_fired()
     wd = server.TimeoutWatchdog(3600, callback)
-    watch = asyncio.get_running_loop().create_task(wd.watch())
-    await asyncio.sleep(0)
-    watch.cancel()
-    await asyncio.wait_for(watch, 10)
-    assert not fired.done() and not watch.cancelled()
+    await wd.watch()
+    first = wd._timer
+    wd.register_activity()
+    first.cancel()
+    wd._due()                                                   # the timer comes due: not idle long enough
+    assert not fired.done() and wd._timer is not None and wd._timer is not first
+    wd.stop()
+    assert wd._timer is None and not fired.done()
+
+
+async def test_watchdog_stopped_does_not_call_back_or_rearm():
+    fired, callback = _watchdog_fired()
+    wd = server.TimeoutWatchdog(-1, callback)
+    with wd.disarm():
+        await wd.watch()
+        wd.stop()                                               # handle_client ended meanwhile
+    assert wd._timer is None and not fired.done()
 
 
 async def test_stream_server_applies_back_pressure_and_delivers_every_byte():
@@ -215,3 +236,36 @@ async def test_addon_hooks_run_in_order_errors_are_logged_and_halt_stops(caplog)
     assert seen == ["a", "broken", "parent", "child", "b", "halt"]
     errors = [r for r in caplog.records if "Addon error: boom" in r.getMessage()]
     assert len(errors) == 1 and errors[0].exc_info[0] is ValueError
+
+
+async def test_idle_client_connection_is_closed_after_tcp_timeout_and_active_one_is_served():
+    from mitmproxy import http
+    from mitmproxy.addons import core, next_layer, proxyserver
+    from mitmproxy.master import Master
+
+    from tests.harness import free_port
+
+    class Answer:
+        def request(self, flow):
+            flow.response = http.Response.make(200, b"ok")
+
+    port = free_port()
+    m = Master(options.Options())
+    m.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), Answer())
+    m.options.update(mode=[f"reverse:http://127.0.0.1:9@127.0.0.1:{port}"], connection_strategy="lazy",
+                     tcp_timeout=1)
+    run = asyncio.get_running_loop().create_task(m.run())
+    try:
+        for _ in range(200):
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readuntil(b"ok"), 30)).startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(reader.read(), 30) == b""      # then idle: closed by the watchdog
+        writer.close()
+    finally:
+        m.shutdown()
+        await asyncio.wait_for(run, 30)
