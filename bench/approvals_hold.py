@@ -465,7 +465,7 @@ def _reading(res: dict) -> str:
         lines.append(f"A bare mitmproxy holding requests in an await costs {bare} KB per held request, "
                      f"{res.get('bare_patched_kb_per_held_call')} KB with Airlock's patches to it (`--bare`: the "
                      "server process alone, its clients in another process, from after a warm-up); what is left "
-                     "is mitmproxy's connection, layers, paused generators, streams and four tasks with their "
+                     "is mitmproxy's connection, layers, paused generators, streams and three tasks with their "
                      "coroutines. `--trace 5` splits Airlock's figure by source line.")
     gc_rel = res.get("gc_while_releasing") or {}
     worst = max((g.get("max_cpu_ms", 0) for g in gc_rel.values()), default=0)
