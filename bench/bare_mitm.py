@@ -1,11 +1,11 @@
 """The floor: a bare minimal mitmproxy Master in reverse mode, as the notes measured it
-(core, proxyserver, next_layer, tlsconfig; lazy connections; gc.freeze; uvloop), plus the one hook any
+(core, proxyserver, next_layer, tlsconfig; lazy connections; gc.freeze; uvloop) with the same patches to
+mitmproxy as Airlock (proxy/mitm_patches.py: like with like), plus the one hook any
 LLM proxy needs: stream ``text/event-stream`` responses instead of buffering them (mitmproxy.md §3)."""
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import signal
 
 import uvloop
@@ -30,8 +30,7 @@ async def main(listen: int, upstream: str) -> None:
     loop = asyncio.get_running_loop()
     for s in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(s, m.shutdown)
-    gc.collect()
-    gc.freeze()
+    mitm_patches.freeze_heap()            # and the same garbage handling (mitm_patches 4.)
     await m.run()
 
 

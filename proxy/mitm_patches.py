@@ -14,12 +14,21 @@
    all. No behaviour changes: the same queues, locks, timeouts, hook order and error logs.
    ``python -m bench.approvals_hold --bare``: 27.4 -> 18.1 KB of RSS per held request (and
    bare mitmproxy's CPU per keep-alive request ~350 -> ~310 us, the hooks' generators gone).
+4. Garbage per request (``_free_finished_streams``): each finished HTTP stream is a reference
+   cycle (its state attributes are its own bound methods, and its context lists it among its
+   layers), so the stream, its flow and everything the addons hung on the flow waited for the
+   cyclic GC: ~19 objects per request in bare mitmproxy, collected at ~20 us CPU per request
+   (30 us with Airlock's addons). The cycle is broken once the stream is dropped, so refcounting
+   frees it at once; ``freeze_heap`` then raises the young-generation threshold, since almost
+   nothing is left for the cyclic GC to find. Measured with a gc.callbacks probe under wrk (c50):
+   GC CPU per request 30 -> 0.1 us.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import functools
+import gc
 import time
 
 import orjson
@@ -74,6 +83,40 @@ def apply(backlog: int = 4096, reuse_port: bool = False) -> None:
 
     _http1.make_error_response = make_error_response
     _lean_connections()
+    _free_finished_streams()
+
+
+# -- 4. garbage per request -------------------------------------------------------------------------------
+
+GC_YOUNG_THRESHOLD = 10_000     # objects; Python's default (700) suits programs that make cyclic garbage
+
+
+def _free_finished_streams() -> None:
+    """Break a finished stream's reference cycle when HttpLayer drops it (``DropStream``, the last
+    command of a stream that was not upgraded). Re-check: ``HttpLayer.event_to_child`` pops the stream
+    from ``self.streams`` and nothing calls the stream afterwards (late events for it are ignored:
+    ``KeyError``); ``client_state``/``server_state`` and ``context.layers`` are the cycle's edges."""
+    from mitmproxy.proxy.layers import http as h
+
+    orig = h.HttpLayer.event_to_child
+    stream_cls = h.HttpStream
+
+    @functools.wraps(orig)
+    def event_to_child(self, child, event):
+        yield from orig(self, child, event)
+        if child.__class__ is stream_cls and self.streams.get(child.stream_id) is not child:
+            child.client_state = child.server_state = None
+            child.context.layers = []
+
+    h.HttpLayer.event_to_child = event_to_child
+
+
+def freeze_heap() -> None:
+    """After start-up: collect, move the start-up heap to the permanent generation (no 30-40 ms gen2
+    pauses later), and collect the young generation less often (see 4.)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 # -- 3. memory per connection -----------------------------------------------------------------------------
@@ -159,8 +202,6 @@ def _lean_addon_manager() -> None:
 
     addonmanager.AddonManager.trigger_event = trigger_event
     addonmanager.AddonManager.invoke_addon = invoke_addon
-
-
 
 
 _TASK_NAMES: dict[str, str] = {}

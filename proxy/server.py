@@ -8,7 +8,6 @@ SIGINT: stop accepting, let in-flight requests and streams finish (bounded by
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -235,8 +234,7 @@ class Airlock:
         self.ready = True
         # ErrorCheck only matters during start-up; afterwards it would cost a dispatch per event
         asyncio.get_running_loop().call_later(1.0, self._drop_errorcheck)
-        gc.collect()
-        gc.freeze()          # start-up heap -> permanent generation: no 30-40 ms gen2 pauses later
+        mitm_patches.freeze_heap()
         if self.worker is None:
             print(self.banner(), file=sys.stderr, flush=True)
         else:
