@@ -38,7 +38,7 @@ def open_loop(url: str, headers: dict, seconds: float, rates: list[int], step_se
 
 def run(catalogue: dict, seconds: float = 5, runs_c1: int = 2, runs_c50: int = 3, ol_seconds: float = 5,
         rates: list[int] | None = None, step_seconds: float | None = None,
-        open_loop_skip: tuple[str, ...] = ("airlock -O, addons:",),
+        open_loop_skip: tuple[str, ...] = ("airlock -O, addons:", "bare mitmproxy, python -O, with"),
         log=lambda m: print(m, file=sys.stderr)) -> dict:
     """``catalogue``: {name: factory(upstream_url) -> context manager of a Target} (targets.catalogue()).
     Targets whose name starts with one of ``open_loop_skip`` get the closed-loop figures only."""

@@ -1,7 +1,7 @@
 """Renders bench/RESULTS.md from the saved scenario results (bench/run.py) and checks the issue's targets."""
 from __future__ import annotations
 
-from .targets import DEFAULT
+from .targets import DEFAULT, PATCHED
 
 _KEEP_START, _KEEP_END = "<!-- analysis:start -->", "<!-- analysis:end -->"
 
@@ -88,7 +88,8 @@ def targets_table(results: dict) -> str:
 
     hp = R.get("http_post") or {}
     peers = [k for k in hp if k.startswith("LiteLLM")]
-    for al, bare in ((DEFAULT, "bare mitmproxy, python -O"), ("airlock run --debug-checks", "bare mitmproxy")):
+    for al, bare in ((DEFAULT, "bare mitmproxy, python -O"), (DEFAULT, PATCHED),
+                     ("airlock run --debug-checks", "bare mitmproxy")):
         a, b = _g(hp, al, "c50_rps"), _g(hp, bare, "c50_rps")
         if a is not None and b:
             r = a / b

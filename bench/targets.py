@@ -25,10 +25,11 @@ ADDON_GROUPS = {
 
 
 @contextlib.contextmanager
-def bare_mitmproxy(upstream_url: str, optimize: bool = False):
+def bare_mitmproxy(upstream_url: str, optimize: bool = False, patched: bool = False):
+    """Stock mitmproxy (the floor); ``patched``: with Airlock's patches to mitmproxy (bench/bare_mitm.py)."""
     port = free_port()
     cmd = [PY] + (["-O"] if optimize else []) + ["-m", "bench.bare_mitm", "--port", str(port), "--upstream",
-                                                 upstream_url]
+                                                 upstream_url] + (["--patched"] if patched else [])
     with Proc(cmd, port, cwd=ROOT) as p:
         p.url = f"http://127.0.0.1:{port}"
         yield p
@@ -100,8 +101,8 @@ def direct(upstream_url: str):
 
 
 @contextlib.contextmanager
-def bare(upstream_url: str, optimize: bool = False):
-    with bare_mitmproxy(upstream_url, optimize) as p:
+def bare(upstream_url: str, optimize: bool = False, patched: bool = False):
+    with bare_mitmproxy(upstream_url, optimize, patched) as p:
         yield Target(p.url, {}, p)
 
 
@@ -113,6 +114,7 @@ def gateway(upstream_url: str, optimize: bool | None = False, addons: list[str] 
 
 
 DEFAULT = "airlock run (defaults: re-runs itself with -O)"
+PATCHED = "bare mitmproxy, python -O, with Airlock's mitmproxy patches"
 
 
 def catalogue(optimize_too: bool = True, groups: bool = True, peers: dict | None = None) -> dict:
@@ -122,6 +124,7 @@ def catalogue(optimize_too: bool = True, groups: bool = True, peers: dict | None
            "airlock run --debug-checks": lambda u: gateway(u, False)}
     if optimize_too:
         out["bare mitmproxy, python -O"] = lambda u: bare(u, True)
+        out[PATCHED] = lambda u: bare(u, True, True)
     out[DEFAULT] = lambda u: gateway(u, None)
     if groups:
         for name, addons in ADDON_GROUPS.items():
