@@ -111,11 +111,10 @@ class Redactor:
 
     def value(self, v: Any, depth: int = 0) -> Any:
         """Redact and truncate a JSON-like value (strings cut to ``preview_chars``)."""
-        cls = v.__class__
-        if cls is str or isinstance(v, str):
+        if isinstance(v, str):
             s = self.text(v)
             return s if len(s) <= self.preview_chars else s[: self.preview_chars] + "…"
-        if v is None or cls in _SCALARS or isinstance(v, (bool, int, float)):
+        if v is None or isinstance(v, (bool, int, float)):
             return v
         if depth > 8:
             return "…"

@@ -144,7 +144,7 @@ class Wal:
         if self._fh is None:
             return None
         out = Detached(self._fh, self._path, self.dirty or self.dir_dirty)
-        self._fh, self._path, self._size, self.rows, self.dirty, self.dir_dirty = None, None, 0, 0, False, False
+        self._forget()
         return out
 
     def seal(self) -> None:
@@ -154,11 +154,12 @@ class Wal:
             seg.seal()
 
     def _close_quietly(self) -> None:
-        try:
-            if self._fh is not None:
-                self._fh.close()
-        except OSError:
-            pass
+        if self._fh is not None:
+            _close(self._fh)
+        self._forget()
+
+    def _forget(self) -> None:
+        """No open segment any more (the next append opens one)."""
         self._fh, self._path, self._size, self.rows, self.dirty, self.dir_dirty = None, None, 0, 0, False, False
 
     @property

@@ -7,7 +7,8 @@ the write; the writer thread fsyncs them within GROUP_SECONDS. Both take ``_io``
 rows reach the WAL in queue order. It seals the segment (see ``wal`` for the protocol) every
 ``batch_size`` rows or ``flush_seconds``, whichever comes first, or when ``seal_wait`` asks. The
 disk waits (fsync, rename, directory fsync) happen outside ``_io``: ``write_now`` on the event loop
-never waits for the disk, only for the hand-over of a segment. The ingester process inserts sealed segments into ClickHouse: nothing here talks to ClickHouse.
+never waits for the disk, only for the hand-over of a segment. The ingester process inserts sealed
+segments into ClickHouse: nothing here talks to ClickHouse.
 
 If the WAL cannot be written (disk full) rows are kept in memory and written first on the next
 round; meanwhile ``accepting`` is False so the audit addon can refuse governed calls (fail closed).
