@@ -11,6 +11,11 @@ calls them in order in one dispatch:
 - flow hooks run synchronously until the first child returns an awaitable, so a
   flow that needs no async work costs no coroutine.
 
+A child that intercepts the flow (``flow.intercept()``) in a request-phase hook parks the
+rest of that hook: the children after it run when whoever intercepted calls
+``resume_rest(flow)``, then ``flow.resume()`` (a call held for approval: the others
+see it once, after the decision, and no coroutine stack waits meanwhile).
+
 It is also the one place where Airlock fails closed: mitmproxy logs an exception
 raised by a hook and then forwards the request. Here an exception in a request
 phase hook of a governed flow answers the caller with an error instead, so a bug
@@ -35,6 +40,7 @@ _REQUEST_PHASE = {"requestheaders", "request", "http_connect"}
 _FLOW_HOOKS = {"requestheaders", "request", "responseheaders", "response", "error"}
 
 Impl = tuple[str, Callable]
+REST = "airlock.chain_rest"       # flow.metadata: the parked rest of a hook (see resume_rest)
 
 
 def _hook_names() -> list[str]:
@@ -75,6 +81,7 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
     """Call each child that wants this flow's route kind. The route is read at each filtered
     child, not once: routing sets it in ``requestheaders``, the same hook the others run in."""
     route_key = flowmeta.ROUTE
+    parks = name in _REQUEST_PHASE
 
     def wanted(kinds, flow) -> bool:
         if kinds is None:
@@ -95,6 +102,8 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
                 continue
             if res is not None and inspect.isawaitable(res):
                 return _run_async(name, impls[i + 1:], args, guard, wanted, (res, owner))
+            if parks and flow.intercepted:
+                return _park(name, impls[i + 1:], args, guard, wanted)
         return None
 
     dispatch.__name__ = name
@@ -102,10 +111,12 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
 
 
 async def _run_async(name: str, impls: list[tuple[frozenset | None, str, Callable]], args: tuple,
-                     guard: Callable, wanted: Callable | None = None, started: tuple | None = None) -> None:
+                     guard: Callable, wanted: Callable | None = None, started: tuple | None = None,
+                     parks: bool = True) -> None:
     """Call each child in order, awaiting what it returns; ``wanted`` filters by route kind.
     ``started``: (awaitable, owner) of a child already called, awaited first (one frame for the
-    rest of the hook: a call held for approval waits in it)."""
+    rest of the hook). ``parks``: a flow hook whose flow a child intercepts parks the rest."""
+    parks = parks and wanted is not None and name in _REQUEST_PHASE
     if started is not None:
         (res, owner), started = started, None       # no reference to it once done
         try:
@@ -113,7 +124,9 @@ async def _run_async(name: str, impls: list[tuple[frozenset | None, str, Callabl
         except Exception as e:  # noqa: BLE001
             if guard(name, owner, e, args):
                 return
-    for kinds, owner, func in impls:
+        if parks and args[0].intercepted:
+            return _park(name, impls, args, guard, wanted)
+    for i, (kinds, owner, func) in enumerate(impls):
         if kinds is not None and not wanted(kinds, args[0]):
             continue
         try:
@@ -123,6 +136,23 @@ async def _run_async(name: str, impls: list[tuple[frozenset | None, str, Callabl
         except Exception as e:  # noqa: BLE001
             if guard(name, owner, e, args):
                 return
+        if parks and args[0].intercepted:
+            return _park(name, impls[i + 1:], args, guard, wanted)
+
+
+def _park(name: str, impls: list, args: tuple, guard: Callable, wanted: Callable | None) -> None:
+    args[0].metadata[REST] = (name, impls, args[1:], guard, wanted)
+
+
+def resume_rest(flow: Any) -> Any:
+    """The children a ``flow.intercept()`` parked (an awaitable, or None when none are left): await it,
+    then ``flow.resume()``; the flow is still intercepted while they run. Once: the parked rest is
+    forgotten."""
+    parked = flow.metadata.pop(REST, None)
+    if parked is None:
+        return None
+    name, impls, rest, guard, wanted = parked
+    return _run_async(name, impls, (flow, *rest), guard, wanted, parks=False) if impls else None
 
 
 def _dispatcher(name: str, impls: list[Impl], guard: Callable) -> Callable:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from .. import flowmeta
+from .. import chain, flowmeta
 from ..policy import Workflow
 from . import metrics, replies
 from .heap import HeldHeap
@@ -19,7 +19,7 @@ from .links import LinkSigner
 from .model import APPROVED, PENDING, fingerprint, redact
 from .notify import Notifier
 from .responder import Responder
-from .service import ApprovalError, ApprovalService
+from .service import ApprovalError, ApprovalService, StoreUnavailable
 from .settings import Settings
 
 log = logging.getLogger("airlock.approvals")
@@ -86,7 +86,7 @@ class Gate:
 
     # -- the request hook -------------------------------------------------------------------------
     async def hold(self, flow: Any, call: dict, decision: Any) -> None:
-        """The addon's coroutine for a governed call (no wrapper frame: 10,000 may be held at once).
+        """The addon's coroutine for a governed call: it ends once the call is held (see _sync).
         Any exception denies the call (fail closed): mitmproxy would forward a request whose hook raised."""
         try:
             await self.ready()
@@ -95,7 +95,7 @@ class Gate:
             wf = self.workflow(name) or Workflow(name=name or "default")
             if name and self.workflow(name) is None:
                 log.warning("policy names approval workflow %r, which it does not define; using defaults", name)
-            modern = flow.request.headers.get("mcp-protocol-version", "") >= MODERN
+            modern = _modern(flow)
             fields = dict(tool=call["tool"], server=call.get("server"), workflow=wf, rule=decision.rule,
                           reason=decision.reason, arguments=redact(call.get("args") or {}),
                           agent=getattr(ctx, "agent", None), subject=getattr(ctx, "subject", None),
@@ -120,26 +120,87 @@ class Gate:
             self._track(flow, req.id)       # the responder holds it; a disconnect still cancels
             return
         rid, left = req.id, req.seconds_left()
-        del req                                                 # keep held frames small (10,000 at once)
+        del req                                                 # keep what a held call keeps small
         fields.clear()
         kept = {"rpc_id": call["rpc_id"], "tool": call["tool"]}   # the rest is in the store now
         call.clear()                                            # (clear frees the table; pop would not)
         call.update(kept)
         flowmeta.forget_request_json(flow)                      # parsed again if anyone asks after the hold
+        # the headers cache too: rebuilt from the request if asked (later addons read only session
+        # headers from it, which nothing rewrites)
+        flow.metadata.pop(flowmeta.HEADERS, None)
         self._track(flow, rid)
         if flow.client_conn.timestamp_end is not None:          # gone before we could register the hold
             self._untrack(flow, rid)
             await self.service.cancel(rid, "client disconnected while held")
             flow.metadata[flowmeta.OUTCOME] = "approval_client_gone"
             return
+        # Held without a coroutine: the flow is intercepted, the chain parks the addons after this one,
+        # and the decision (the service resolves ``held``) finishes the call in a short task (_release).
+        held = _Held(self, flow, rid)
+        flow.intercept()                        # before any await: a decision may arrive meanwhile
         metrics.HELD.inc()
         self.heap.started()
         try:
-            state = await self.service.wait(rid, left)
+            held.timed = await self.service.watch(rid, left, held)
+        except BaseException:
+            flow.resume()                       # not held after all: the chain goes on (hold() denies)
+            self._unhold(held)
+            raise
+        held.armed = True
+        if held.done():
+            self.release_soon(held)
+
+    def release_soon(self, held: "_Held") -> None:
+        # call_soon, not a task at once: the service resolves waiters while it walks its tables
+        asyncio.get_running_loop().call_soon(self._start_release, held)
+
+    def _start_release(self, held: "_Held") -> None:
+        self.service.spawn(self._release(held))
+
+    async def _release(self, held: "_Held") -> None:
+        """A decision for a held call: answer it (or let it through), then run the addons the chain
+        parked and resume the flow; whatever happens, the flow is resumed."""
+        flow, rid = held.flow, held.rid
+        settled = False
+        try:
+            try:
+                state = held.state
+                if isinstance(state, BaseException):
+                    raise state
+                self._unhold(held)
+                await self._decided(flow, rid, state if state is not None else await self._expire(rid))
+            except Exception as e:
+                self._unhold(held)
+                self.fail(flow, flow.metadata.get(MCP_CALL), e)
+            settled = True
+            rest = chain.resume_rest(flow)
+            if rest is not None:
+                await rest
         finally:
-            metrics.HELD.dec()
-            self.heap.ended()
-            self._untrack(flow, rid)
+            if not settled:                     # cancelled (shutting down) before the answer: deny
+                self._unhold(held)
+                self.fail(flow, flow.metadata.get(MCP_CALL), ApprovalError("Airlock is shutting down"))
+            flow.resume()
+
+    def _unhold(self, held: "_Held") -> None:
+        if held.gate is None:                   # once
+            return
+        held.gate = None
+        self.service.unwatch(held.rid, held, held.timed)
+        metrics.HELD.dec()
+        self.heap.ended()
+        self._untrack(held.flow, held.rid)
+
+    async def _expire(self, rid: str) -> str:
+        try:
+            return await self.service.expire(rid)
+        except ApprovalError:
+            raise
+        except Exception as e:
+            raise StoreUnavailable(f"approval store unavailable: {type(e).__name__}: {e}") from e
+
+    async def _decided(self, flow: Any, rid: str, state: str) -> None:
         if flow.client_conn.timestamp_end is not None:          # the client went away: never forwarded
             self.spawn(self.service.cancel(rid, "client disconnected while held"))
             flow.metadata[flowmeta.OUTCOME] = "approval_client_gone"
@@ -151,8 +212,9 @@ class Gate:
         final = await self.service.get(rid)
         if final is None:
             raise ApprovalError(f"approval request {rid} vanished from the store")
+        call = flow.metadata.get(MCP_CALL) or {}
         flow.metadata[flowmeta.OUTCOME] = f"approval_{final.state}"
-        flow.response = replies.respond(flow, replies.refusal(call["rpc_id"], final, modern))
+        flow.response = replies.respond(flow, replies.refusal(call.get("rpc_id"), final, _modern(flow)))
 
     async def _async(self, flow: Any, call: dict, fields: dict, modern: bool) -> None:
         svc = self.service
@@ -189,7 +251,7 @@ class Gate:
         params = msg.get("params") or {}
         args = params.get("arguments") if isinstance(params, dict) else None
         rid = str((args or {}).get("request_id") or "").strip() if isinstance(args, dict) else ""
-        modern = flow.request.headers.get("mcp-protocol-version", "") >= MODERN
+        modern = _modern(flow)
         req = await self.service.get(rid) if rid else None
         ident = flowmeta.identity(flow)
         if req is not None and ident is not None and req.account and req.account != ident.account:
@@ -205,7 +267,7 @@ class Gate:
             log.exception("approval path failed; denying the call")
         tool = (call or {}).get("tool", "?")
         self.failed(flow.metadata.get(HELD), tool, exc)
-        modern = flow.request.headers.get("mcp-protocol-version", "") >= MODERN
+        modern = _modern(flow)
         flow.metadata[flowmeta.OUTCOME] = "approval_error"
         flow.response = replies.respond(flow, replies.failure((call or {}).get("rpc_id"), tool, reason[:300], modern))
 
@@ -237,6 +299,39 @@ class Gate:
         self._untrack(flow, approval_id)
         if flow.metadata.get(FORWARDED):
             self.spawn(self.service.set_outcome(approval_id, outcome))
+
+
+class _Held:
+    """A call held here, as the waiter the service resolves (future-like: ``done``, ``set_result``,
+    ``set_exception``). Once resolved and ``armed`` (the hook has returned), the gate releases it."""
+    __slots__ = ("gate", "flow", "rid", "state", "armed", "timed")
+
+    def __init__(self, gate: Gate, flow: Any, rid: str):
+        self.gate: Gate | None = gate          # None once released
+        self.flow = flow
+        self.rid = rid
+        self.state: Any = _WAITING             # then the final state, None (deadline) or an exception
+        self.armed = False
+        self.timed = False
+
+    def done(self) -> bool:
+        return self.state is not _WAITING
+
+    def set_result(self, state: Any) -> None:
+        if self.state is _WAITING:
+            self.state = state
+            if self.armed and self.gate is not None:
+                self.gate.release_soon(self)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.set_result(exc)
+
+
+_WAITING = object()
+
+
+def _modern(flow: Any) -> bool:
+    return flow.request.headers.get("mcp-protocol-version", "") >= MODERN
 
 
 def _progress_token(body: Any) -> Any:

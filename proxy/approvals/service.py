@@ -267,13 +267,13 @@ class ApprovalService:
         futs = self._waiters.get(channel[len(CHANNEL):])
         if futs:
             state = message.decode() if isinstance(message, bytes) else str(message)
-            for f in futs:
+            for f in list(futs):
                 if not f.done():
                     f.set_result(state)
 
     def _fail_waiters(self, exc: Exception) -> None:
-        for futs in self._waiters.values():
-            for f in futs:
+        for futs in list(self._waiters.values()):
+            for f in list(futs):
                 if not f.done():
                     f.set_exception(exc)
 
@@ -282,36 +282,54 @@ class ApprovalService:
         raw = fields.get("state")
         return raw.decode() if raw else None
 
+    async def watch(self, approval_id: str, timeout: float, waiter: Any) -> bool:
+        """Give ``waiter`` (future-like: ``done``, ``set_result``, ``set_exception``) the final state of a
+        request: its decision, ``None`` once ``timeout`` passes (the caller then calls ``expire``), or
+        ``StoreUnavailable`` when the store stops answering. True if the deadline was armed. The caller
+        calls ``unwatch`` once the waiter is done with, whatever happened (also when this raises)."""
+        self._waiters.setdefault(approval_id, []).append(waiter)
+        try:
+            state = await self._state(approval_id)     # a decision published before we listened
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            raise StoreUnavailable(f"approval store unavailable: {type(e).__name__}: {e}") from e
+        if state is None:
+            raise ApprovalError(f"approval request {approval_id} vanished from the store")
+        if waiter.done():
+            return False
+        if state in FINAL:
+            waiter.set_result(state)
+            return False
+        self._deadlines.add(timeout, waiter)           # one timer for all held calls, not one each
+        return True
+
+    def unwatch(self, approval_id: str, waiter: Any, timed: bool) -> None:
+        futs = self._waiters.get(approval_id)
+        if futs is not None:
+            if waiter in futs:
+                futs.remove(waiter)
+            if not futs:
+                del self._waiters[approval_id]
+        if timed:
+            self._deadlines.released()
+
     async def wait(self, approval_id: str, timeout: float) -> str:
         """The final state of a request: decided, or expired when ``timeout`` passes.
 
         Raises ``StoreUnavailable`` when the store stops answering meanwhile."""
         fut = asyncio.get_running_loop().create_future()
-        futs = self._waiters.setdefault(approval_id, [])
-        futs.append(fut)
         timed = False
         try:
-            state = await self._state(approval_id)     # a decision published before we listened
-            if state is None:
-                raise ApprovalError(f"approval request {approval_id} vanished from the store")
-            if state in FINAL:
-                return state
-            self._deadlines.add(timeout, fut)          # one timer for all held calls, not one each
-            timed = True
+            timed = await self.watch(approval_id, timeout, fut)
             state = await fut
             return state if state is not None else await self.expire(approval_id)
-        except ApprovalError:
-            raise
-        except asyncio.CancelledError:
+        except (ApprovalError, asyncio.CancelledError):
             raise
         except Exception as e:
             raise StoreUnavailable(f"approval store unavailable: {type(e).__name__}: {e}") from e
         finally:
-            futs.remove(fut)
-            if not futs:
-                self._waiters.pop(approval_id, None)
-            if timed:
-                self._deadlines.released()
+            self.unwatch(approval_id, fut, timed)
 
     # -- the sweeper: expiry, escalation, store health --------------------------------------------------
     async def _sweep_loop(self) -> None:
