@@ -1,35 +1,90 @@
 """``airlock run --workers N`` against one worker: requests/s of the 1 KB POST at 50 connections.
 
 One worker is pinned to the proxy core as everywhere else; N workers get every core (on this 2-core
-machine that includes the core wrk and the upstream use, so the ratio is a floor). The number of
-Airlock processes actually running is reported (the option may exist before it forks workers).
+machine that includes the core wrk, the upstream and redis-server use, so the wall ratio is a floor).
+
+The wall ratio mixes two things: how much CPU the N workers got (what wrk, the upstream and Redis left
+them) and how much CPU they need per request. So the CPU of every process is read from /proc during the
+measured runs and the ratio is split into ``cores_ratio`` x ``cpu_efficiency``:
+
+- ``cpu_efficiency``: requests per CPU-second of the Airlock process tree, N vs 1. The scaling N workers
+  would reach with N cores of their own is ``N x cpu_efficiency`` (ideal: N).
+- ``cores_ratio``: CPU-seconds per wall second the Airlock tree used, N vs 1; ``cores_left``: the cores
+  not used by wrk + upstream + redis-server with N workers (what Airlock could have had at most).
+- the split of the 50 connections between the workers (SO_REUSEPORT hashes them), each worker's requests
+  and CPU per request, and Redis commands per request (INFO commandstats).
 """
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
-from pathlib import Path
+import threading
+import time
 
 from . import http_post, targets
-from .common import CPUS, PY, ROOT, cpu_seconds, median, openai_upstream, redis_server, tree_pids, wrk
-
-
-def _airlocks(pid: int) -> int:
-    n = 0
-    for p in tree_pids(pid):
-        try:
-            cmd = Path(f"/proc/{p}/cmdline").read_bytes()
-        except OSError:
-            continue
-        n += b"run" in cmd and (b"proxy.cli.main" in cmd or b"airlock" in cmd)
-    return n
+from .common import CPUS, LOAD_CPU, PY, ROOT, cpu_seconds, median, openai_upstream, redis_server, wrk
+from .workers_probe import Roles, connections_by_pid, context_switches, machine_cpu, redis_calls, requests_by_worker
 
 
 def has_workers_option() -> bool:
     help_text = subprocess.run([PY, "-m", "proxy.cli.main", "run", "--help"], cwd=ROOT, capture_output=True,
                                text=True, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
     return "--workers" in help_text
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children: wrk runs in the foreground, so a delta is wrk's."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _counters(t, roles: Roles, pids: dict[str, int], store) -> dict:
+    """Every cumulative counter ``measure`` takes the difference of, flat: {name: number}."""
+    busy, steal = machine_cpu()
+    vol, inv = (sum(x) for x in zip(*(context_switches(p) for p in roles.workers)))
+    return {**{f"cpu:{k}": cpu_seconds(p) for k, p in pids.items()}, "cpu:wrk": _children_cpu(),
+            **{f"redis:{k}": v for k, v in redis_calls(store.url).items()},
+            **{f"req:{i}": v for i, v in requests_by_worker(t, roles).items()},
+            "waits": vol, "preemptions": inv, "busy": busy, "steal": steal, "time": time.monotonic()}
+
+
+def measure(t, store, up, seconds: float, runs: int, connections: int = 50) -> dict:
+    """The measured wrk runs against target ``t`` with every process's CPU over them."""
+    url = t.url + http_post.PATH
+    wrk(url, connections, 2, http_post.BODY, headers=t.headers)            # warm-up
+    roles = Roles.of(t.pid)
+    pids = {**roles.pids(), "upstream": up.proc.pid, "redis-server": store.proc.pid}
+    split: dict[int, int] = {}          # connections per worker pid, sampled once wrk has opened them all
+    sampler = threading.Thread(target=lambda: (time.sleep(min(1.0, seconds / 2)),
+                                               split.update(connections_by_pid(t.url, roles.workers))))
+    before = _counters(t, roles, pids, store)
+    sampler.start()
+    rs = [wrk(url, connections, seconds, http_post.BODY, headers=t.headers) for _ in range(runs)]
+    sampler.join()
+    after = _counters(t, roles, pids, store)
+    d = {k: v - before.get(k, 0) for k, v in after.items()}
+    total, wall = sum(r.requests for r in rs), d["time"]
+    cpu = {k[4:]: v for k, v in d.items() if k.startswith("cpu:")}
+    airlock = sum(cpu[k] for k in roles.pids())
+    load = cpu["wrk"] + cpu["upstream"] + cpu["redis-server"]
+    per_req = (lambda x, n=total: round(x / n, 3) if n else None)
+    return {
+        "rps": median([r.rps for r in rs]), "requests": total, "errors": sum(r.errors for r in rs),
+        "wall_s": round(wall, 2), "processes": len(roles.workers) + (roles.supervisor is not None),
+        "req_per_cpu_s": round(total / airlock) if airlock > 0 else None,
+        "airlock_cores": round(airlock / wall, 2), "load_cores": round(load / wall, 2),
+        "cores_left": round(CPUS - load / wall, 2),
+        # other work on a shared host: CPU of processes that are neither Airlock nor the load side
+        "foreign_cores": round((d["busy"] - airlock - load) / wall, 2), "steal_cores": round(d["steal"] / wall, 2),
+        "worker_waits_per_req": per_req(d["waits"], total), "worker_preemptions_per_req": per_req(d["preemptions"]),
+        "cpu_us_per_req": {k: per_req(1e6 * v) for k, v in cpu.items()},
+        "redis_cmds_per_req": {k[6:]: per_req(v) for k, v in sorted(d.items()) if k.startswith("redis:") and v},
+        "connections": [split.get(p, 0) for p in roles.workers],
+        "requests_by_worker": [int(d[f"req:{i}"]) for i in range(len(roles.workers))],
+        "worker_cpu_us_per_req": [per_req(1e6 * cpu[f"worker-{i}"], d[f"req:{i}"]) for i in range(len(roles.workers))],
+    }
 
 
 def run(workers: int = 2, seconds: float = 5, runs: int = 3, optimize: bool = True,
@@ -45,34 +100,62 @@ def run(workers: int = 2, seconds: float = 5, runs: int = 3, optimize: bool = Tr
             log(f"  workers: {n}")
             kw = {"cpu": cpu} if cpu else {}
             with targets.gateway(up_url, optimize, workers=n, redis=store.url, **kw) as t:
-                url = t.url + http_post.PATH
-                wrk(url, 50, 2, http_post.BODY, headers=t.headers)
-                cpu0 = _tree_cpu(t.pid)
-                rs = [wrk(url, 50, seconds, http_post.BODY, headers=t.headers) for _ in range(runs)]
-                cpu = _tree_cpu(t.pid) - cpu0
-                out[f"w{n}_rps"] = median([r.rps for r in rs])
-                out[f"w{n}_req_per_cpu_s"] = round(sum(r.requests for r in rs) / cpu) if cpu > 0 else None
-                out[f"w{n}_errors"] = sum(r.errors for r in rs)
-                out[f"w{n}_processes"] = _airlocks(t.pid)
-    out["scaling"] = round(out[f"w{workers}_rps"] / out["w1_rps"], 2) if out.get("w1_rps") else None
-    a, b = out.get("w1_req_per_cpu_s"), out.get(f"w{workers}_req_per_cpu_s")
-    out["cpu_efficiency"] = round(b / a, 2) if a and b else None
+                m = measure(t, store, up, seconds, runs)
+            out[f"w{n}"] = m
+            for k in ("rps", "req_per_cpu_s", "errors", "processes"):     # the flat keys report.py reads
+                out[f"w{n}_{k}"] = m[k]
+    a, b = out["w1"], out[f"w{workers}"]
+    out["scaling"] = round(b["rps"] / a["rps"], 2) if a["rps"] else None
+    out["cpu_efficiency"] = round(b["req_per_cpu_s"] / a["req_per_cpu_s"], 2) \
+        if a["req_per_cpu_s"] and b["req_per_cpu_s"] else None
+    out["cores_ratio"] = round(b["airlock_cores"] / a["airlock_cores"], 2) if a["airlock_cores"] else None
+    out["scaling_own_cores"] = round(workers * out["cpu_efficiency"], 2) if out["cpu_efficiency"] else None
     return out
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and its descendants (supervisor, workers, audit ingester)."""
-    return sum(c for c in (cpu_seconds(p) for p in tree_pids(pid)) if c == c)
+def _row(name: str, m: dict) -> str:
+    us = m["cpu_us_per_req"]
+    f = (lambda v: "–" if v is None else f"{v:.0f}")
+    return (f"| {name} | {m['processes']} | {m['rps']:.0f} | {m['errors']} | {m['req_per_cpu_s']} | "
+            f"{f(1e6 / m['req_per_cpu_s'] if m['req_per_cpu_s'] else None)} | "
+            f"{' / '.join(f(v) for v in m['worker_cpu_us_per_req'])} | {f(us.get('ingester'))} | "
+            f"{f(us.get('supervisor'))} | {m['airlock_cores']} | {f(us['wrk'])} / {f(us['upstream'])} / "
+            f"{f(us['redis-server'])} | {m['load_cores']} | {m['foreign_cores']} | "
+            f"{' / '.join(map(str, m['connections']))} | {' / '.join(map(str, m['requests_by_worker']))} | "
+            f"{m['worker_waits_per_req']} / {m['worker_preemptions_per_req']} |")
 
 
 def table(res: dict) -> str:
     if "skipped" in res:
         return f"Not measured: {res['skipped']}.\n"
     n = res["workers"]
-    return (f"| workers | Airlock processes seen | c50 req/s | errors |\n|---:|---:|---:|---:|\n"
-            f"| 1 (pinned to the proxy core) | {res['w1_processes']} | {res['w1_rps']:.0f} | {res['w1_errors']} |\n"
-            f"| {n} (all {res['cpus']} cores, shared with wrk + upstream) | {res[f'w{n}_processes']} | "
-            f"{res[f'w{n}_rps']:.0f} | {res[f'w{n}_errors']} |\n\nScaling {n} vs 1: **{res['scaling']}×** "
-            f"(target ≥ {0.9 * n:.1f}×). Requests per CPU-second of the whole Airlock process tree: "
-            f"{res.get('w1_req_per_cpu_s')} with 1 worker, {res.get(f'w{n}_req_per_cpu_s')} with {n} "
-            f"(efficiency {res.get('cpu_efficiency')}: what {n} workers would scale to given {n} free cores).\n")
+    a, b = res["w1"], res[f"w{n}"]
+    redis = "; ".join(f"{k} {v}" for k, v in b["redis_cmds_per_req"].items()) or "none"
+    return ("| workers | Airlock processes | c50 req/s | errors | req per Airlock CPU-s | Airlock µs/req | "
+            "µs per own req, each worker | ingester µs/req | supervisor µs/req | Airlock cores used | "
+            "wrk / upstream / redis µs/req | their cores | other work's cores | connections per worker | "
+            "requests per worker | worker waits / preemptions per req |\n"
+            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---|---|---|\n"
+            + _row("1 (pinned to the proxy core)", a) + "\n"
+            + _row(f"{n} (all {res['cpus']} cores, shared with wrk + upstream + redis)", b) + "\n\n"
+            f"Wall ratio {n} vs 1: **{res['scaling']}×** (target ≥ {0.9 * n:.1f}×) ≈ Airlock cores used, {n} vs 1 "
+            f"({res['cores_ratio']}×) × requests per Airlock CPU-second, {n} vs 1 ({res['cpu_efficiency']}×). "
+            f"With a core each and the load side elsewhere, {n} workers would do {res['scaling_own_cores']}× "
+            f"({n} × that CPU efficiency). wrk, the upstream and redis-server are pinned to CPU {LOAD_CPU}: they left "
+            f"{b['cores_left']} of {res['cpus']} cores ({1 - b['load_cores']:.2f} of the shared core); other work on "
+            f"the host took {b['foreign_cores']} cores during the {n}-worker runs ({a['foreign_cores']} during the "
+            f"1-worker runs). Redis commands per request with {n} workers: {redis}.\n")
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--debug-checks", action="store_true", help="workers without python -O")
+    args = ap.parse_args()
+    res = run(args.workers, args.seconds, args.runs, optimize=not args.debug_checks)
+    print(json.dumps(res, indent=2))
+    print(table(res))
