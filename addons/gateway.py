@@ -49,31 +49,58 @@ class Gateway:
         holder = self.rt.policy
         return getattr(holder, "engine", None) if holder is not None else None
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow):
         route = flow.metadata.get(flowmeta.ROUTE)
         if route is None or route.kind not in MODEL_KINDS or flow.response is not None:
-            return
+            return None
         try:
-            await self._admit(flow, route)
+            body = flowmeta.request_json(flow) if flow.request.method == "POST" else None
+            identity = flow.metadata.get(flowmeta.IDENTITY)
+            got = self.keeper.admit_now(self._engine(), identity, route.kind, route.name, route.path, body)
+            if got is None:             # a budget or rate limit applies: the store decides, awaited
+                return self._admit(flow, route, body, identity)
+            self._apply(flow, route, body, identity, *got)
         except Exception:   # fail closed: a request whose admission failed is never forwarded
-            log.exception("gateway: admission failed for %s %s", route.name, route.path)
-            metrics.FAILURES.labels("admission").inc()
-            call = flow.metadata.get(CALL)
+            self._failed(flow, route)
+        return None
+
+    async def _admit(self, flow: http.HTTPFlow, route, body, identity) -> None:
+        try:
+            call, refusal = await self.keeper.admit(self._engine(), identity, route.kind, route.name,
+                                                    route.path, body)
+            if refusal is None and call is not None and call.admission is not None \
+                    and flow.client_conn.timestamp_end is not None:
+                # The caller left while we reserved: give the reservation back and do not forward the
+                # call (forwarded, the provider would bill a call no reservation covers).
+                await self.keeper.ledger.release(call.admission)
+                call.admission = None
+                flow.metadata[CALL] = call
+                flow.metadata[flowmeta.OUTCOME] = "client_disconnected"
+                if flow.killable:
+                    flow.kill()
+                return
+            self._apply(flow, route, body, identity, call, refusal)
+        except Exception:
+            call = self._failed(flow, route)
             if call is not None and call.admission is not None:
                 try:
                     await self.keeper.ledger.release(call.admission)
                 except Exception:
                     log.exception("gateway: could not release a reservation")
                 call.admission = None
-            flow.metadata[flowmeta.OUTCOME] = "gateway_error"
-            flow.response = errors.response(route.kind, 500, "Airlock could not admit this model call "
-                                            "(internal error, see the Airlock log); it was not forwarded",
-                                            "gateway_error")
 
-    async def _admit(self, flow: http.HTTPFlow, route) -> None:
-        body = flowmeta.request_json(flow) if flow.request.method == "POST" else None
-        identity = flow.metadata.get(flowmeta.IDENTITY)
-        call, refusal = await self.keeper.admit(self._engine(), identity, route.kind, route.name, route.path, body)
+    def _failed(self, flow: http.HTTPFlow, route):
+        """Answer a call whose admission raised (never forwarded); returns its call, if any."""
+        log.exception("gateway: admission failed for %s %s", route.name, route.path)
+        metrics.FAILURES.labels("admission").inc()
+        flow.metadata[flowmeta.OUTCOME] = "gateway_error"
+        flow.response = errors.response(route.kind, 500, "Airlock could not admit this model call "
+                                        "(internal error, see the Airlock log); it was not forwarded",
+                                        "gateway_error")
+        return flow.metadata.get(CALL)
+
+    def _apply(self, flow: http.HTTPFlow, route, body, identity, call, refusal) -> None:
+        """What the admission decided, on the flow: refused in the provider's shape, or sent on."""
         if call is None or (call.api == "other" and refusal is None):
             return
         flow.metadata[CALL] = call
@@ -86,15 +113,6 @@ class Gateway:
             row = usage_row(call, identity, "refused", http_status=refusal.status, reason=refusal.message)
             row["rule"] = refusal.rule
             flow.metadata[flowmeta.USAGE] = row      # recorded in the call's request row (addons.audit)
-            return
-        if flow.client_conn.timestamp_end is not None and call.admission is not None:
-            # The caller left while we reserved: give the reservation back and do not forward the
-            # call (forwarded, the provider would bill a call no reservation covers).
-            await self.keeper.ledger.release(call.admission)
-            call.admission = None
-            flow.metadata[flowmeta.OUTCOME] = "client_disconnected"
-            if flow.killable:
-                flow.kill()
             return
         if call.stream:
             flow.request.headers["accept-encoding"] = "identity"

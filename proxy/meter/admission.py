@@ -115,44 +115,17 @@ class Gatekeeper:
     async def admit(self, engine, identity, kind: str, provider: str, path: str,
                     body: Any) -> tuple[Call | None, Refusal | None]:
         """(the call to meter, or None for paths that are not metered; a refusal or None)."""
-        api = api_of(kind, path)
-        call = Call(kind=kind, provider=provider, api=api)
-        if api in ("models", "model", "other"):
-            if api == "model":
-                model = path.rstrip("/").rsplit("/", 1)[-1]
-                if (rule := model_rule(engine, identity, model)) is not None:
-                    return call, Refusal(404, "model_not_found",
-                                         f"model {model!r} is not available to this caller (rule {rule!r})", rule)
-            return call, None
-        if not isinstance(body, dict):
-            return call, Refusal(400, "invalid_json", "the request body must be a JSON object")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return call, Refusal(400, "missing_model", "the request body needs a \"model\" string")
-        call.model = model
-        if (rule := model_rule(engine, identity, model)) is not None:
-            return call, Refusal(403, "model_not_allowed",
-                                 f"model {model!r} is not allowed for this caller by policy rule {rule!r}", rule)
-        call.stream = body.get("stream") is True
-        if api == "count_tokens":
-            return call, None
-        overrides = getattr(engine, "prices", None) or None
-        call.prices = overrides
-        call.rates = prices.rates(model, provider if kind != "anthropic" else "anthropic", overrides)
-        call.output_cap = output_cap(api, body, self.settings.default_max_tokens)
-        if self.ledger.needs_estimate(engine, identity, model):
-            call.input_estimate = await _estimate(body, model, kind, path)
+        call, refusal, metered = self._check(engine, identity, kind, provider, path, body)
+        if not metered:
+            return call, refusal
+        if self.ledger.needs_estimate(engine, identity, call.model):
+            call.input_estimate = await _estimate(body, call.model, kind, path)
             if call.rates is not None:
                 call.estimated_cost = (call.input_estimate * call.rates.input + call.output_cap * call.rates.output)
         else:
             # no limit needs it now: count only if the provider reports no usage (client gone mid-call)
             call.pending_body, call.path = body, path
-        if api == "chat" and call.stream:
-            so = body.get("stream_options")
-            call.client_wants_usage = bool(isinstance(so, dict) and so.get("include_usage"))
-        elif api in ("responses", "anthropic"):
-            call.client_wants_usage = True
-        adm = await self.ledger.admit(engine, Request(identity, model, call.input_estimate, call.output_cap,
+        adm = await self.ledger.admit(engine, Request(identity, call.model, call.input_estimate, call.output_cap,
                                                       call.rates, min(self.settings.min_output_tokens,
                                                                       call.output_cap)))
         if not adm.ok:
@@ -160,6 +133,54 @@ class Gatekeeper:
         # nothing held and no soft budget to record: nothing to settle or release later
         call.admission = adm if adm.holds or adm.soft else None
         return call, None
+
+    def admit_now(self, engine, identity, kind: str, provider: str, path: str,
+                  body: Any) -> tuple[Call | None, Refusal | None] | None:
+        """``admit`` without awaiting, when no budget or rate limit applies under ``engine`` (nothing to
+        reserve in the store, no estimate to count); None when ``admit`` must be awaited instead."""
+        if self.ledger.limited(engine):
+            return None
+        call, refusal, metered = self._check(engine, identity, kind, provider, path, body)
+        if metered:     # counted only if the provider reports no usage (client gone mid-call)
+            call.pending_body, call.path = body, path
+        return call, refusal
+
+    def _check(self, engine, identity, kind: str, provider: str, path: str,
+               body: Any) -> tuple[Call, Refusal | None, bool]:
+        """The call, a refusal that needs no store, and whether the call goes on to the reservation."""
+        api = api_of(kind, path)
+        call = Call(kind=kind, provider=provider, api=api)
+        if api in ("models", "model", "other"):
+            if api == "model":
+                model = path.rstrip("/").rsplit("/", 1)[-1]
+                if (rule := model_rule(engine, identity, model)) is not None:
+                    return call, Refusal(404, "model_not_found",
+                                         f"model {model!r} is not available to this caller (rule {rule!r})",
+                                         rule), False
+            return call, None, False
+        if not isinstance(body, dict):
+            return call, Refusal(400, "invalid_json", "the request body must be a JSON object"), False
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return call, Refusal(400, "missing_model", "the request body needs a \"model\" string"), False
+        call.model = model
+        if (rule := model_rule(engine, identity, model)) is not None:
+            return call, Refusal(403, "model_not_allowed",
+                                 f"model {model!r} is not allowed for this caller by policy rule {rule!r}",
+                                 rule), False
+        call.stream = body.get("stream") is True
+        if api == "count_tokens":
+            return call, None, False
+        overrides = getattr(engine, "prices", None) or None
+        call.prices = overrides
+        call.rates = prices.rates(model, provider if kind != "anthropic" else "anthropic", overrides)
+        call.output_cap = output_cap(api, body, self.settings.default_max_tokens)
+        if api == "chat" and call.stream:
+            so = body.get("stream_options")
+            call.client_wants_usage = bool(isinstance(so, dict) and so.get("include_usage"))
+        elif api in ("responses", "anthropic"):
+            call.client_wants_usage = True
+        return call, None, True
 
     def upstream_body(self, call: Call, body: dict) -> dict | None:
         """The body to send upstream, or None when it goes unchanged.

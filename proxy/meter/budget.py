@@ -144,10 +144,15 @@ class Ledger:
                 return True
         return False
 
+    @staticmethod
+    def limited(engine) -> bool:
+        """Does any budget or rate limit exist under ``engine`` (else admission needs no store)?"""
+        return bool(getattr(engine, "budgets", None) or getattr(engine, "rate_limits", None))
+
     # -- admission -------------------------------------------------------------------------
     async def admit(self, engine, req: Request) -> Admission:
         adm = Admission()
-        if not (getattr(engine, "budgets", None) or getattr(engine, "rate_limits", None)):
+        if not self.limited(engine):
             return adm          # no limit at all: no store round trip
         now = req.now if req.now is not None else time.time()
         try:

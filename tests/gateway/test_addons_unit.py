@@ -52,6 +52,13 @@ def model_flow(body: dict, path="/chat/completions"):
     return f
 
 
+async def admit(gw, f):
+    """The gateway's request hook as the chain runs it: awaited only when it returns an awaitable."""
+    res = gw.request(f)
+    if res is not None:
+        await res
+
+
 def runtime(store, budgets=()):
     return Runtime(Config(), store, Audit(), Policy(Engine(budgets)))
 
@@ -62,7 +69,7 @@ async def test_admission_failure_fails_closed(tmp_path):
     gw = Gateway(rt)
     with taddons.context(gw):
         f = model_flow({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-        await gw.request(f)
+        await admit(gw, f)
     assert f.response is not None and f.response.status_code == 500
     assert orjson.loads(f.response.content)["error"]["code"] == "gateway_error"
 
@@ -73,10 +80,25 @@ async def test_non_model_flows_are_not_touched(tmp_path):
     gw, meter = Gateway(rt), Metering(rt)
     f = tflow.tflow(resp=True)
     f.metadata[flowmeta.ROUTE] = Route("gateway", "mcp", "github", "/")
-    await gw.request(f)
+    await admit(gw, f)
     meter.responseheaders(f)
     meter.response(f)
     assert CALL not in f.metadata and flowmeta.USAGE not in f.metadata and not rt.audit.rows
+
+
+def test_without_limits_admission_is_decided_without_a_coroutine(tmp_path):
+    rt = runtime(MemoryStore())
+    rt.config.data_dir = str(tmp_path)
+    gw = Gateway(rt)
+    f = model_flow({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert gw.request(f) is None and f.response is None
+    call = f.metadata[CALL]
+    assert (call.model, call.stream, call.admission, call.pending_body["model"]) == ("gpt-4o-mini", True, None,
+                                                                                     "gpt-4o-mini")
+    # a Chat stream still asks the upstream for its usage
+    assert orjson.loads(f.request.content)["stream_options"] == {"include_usage": True}
+    refused = model_flow({"messages": []})
+    assert gw.request(refused) is None and refused.response.status_code == 400
 
 
 async def test_json_answer_settled_and_row_emitted(tmp_path):
@@ -85,7 +107,7 @@ async def test_json_answer_settled_and_row_emitted(tmp_path):
     gw, meter = Gateway(rt), Metering(rt)
     with taddons.context(gw, meter):
         f = model_flow({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-        await gw.request(f)
+        await admit(gw, f)
         assert f.response is None and orjson.loads(f.request.content)["max_tokens"] > 0
         f.response = tutils.tresp(content=orjson.dumps({"model": "gpt-4o-mini", "usage": {
             "prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}))
@@ -109,7 +131,7 @@ async def test_reservation_released_when_the_client_left_during_admission(tmp_pa
     gw = Gateway(rt)
     f = model_flow({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
     f.client_conn.timestamp_end = 1.0
-    await gw.request(f)
+    await admit(gw, f)
     assert f.metadata[CALL].admission is None
     assert [float(await rt.store.get(k)) for k in await rt.store.scan("budget:")] == [0.0]
     # not forwarded: the provider would bill a call that no reservation covers
