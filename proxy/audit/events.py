@@ -150,7 +150,12 @@ _ALIASES = {"tokens_in": ("input_tokens", "prompt_tokens"), "tokens_out": ("outp
             "cost": ("cost_usd",), "status": ("http_status", "status_code"), "latency_ms": ("duration_ms",)}
 _ALIAS_OF = {a: col for col, names in _ALIASES.items() for a in names}
 _TYPE = {**{c: 1 for c in STR_COLUMNS[1:]}, **{c: 2 for c in INT_COLUMNS}, **{c: 3 for c in FLOAT_COLUMNS}}
-_EMPTY = {**{c: "" for c in STR_COLUMNS[1:]}, **{c: 0 for c in INT_COLUMNS}, **{c: 0.0 for c in FLOAT_COLUMNS}}
+_STR_COLS, _INT_COLS, _FLOAT_COLS = frozenset(STR_COLUMNS[1:]), frozenset(INT_COLUMNS), frozenset(FLOAT_COLUMNS)
+# A row before its chain columns, in column order: copying it is cheaper than building the dict key by key,
+# and the keys keep their order (so the WAL line is the same) whichever fields an event sets.
+_TEMPLATE = {"ts": 0, "kind": "", **{c: "" for c in STR_COLUMNS[1:]}, **{c: 0 for c in INT_COLUMNS},
+             **{c: 0.0 for c in FLOAT_COLUMNS}, "data": "{}"}
+_INF = float("inf")
 
 
 def _number(v: Any, conv) -> Any:
@@ -163,7 +168,17 @@ def _number(v: Any, conv) -> Any:
         return None
     if conv is int:
         return x if 0 <= x <= _MAX_INT else None
-    return x if x == x and abs(x) != float("inf") else None
+    return x if x == x and abs(x) != _INF else None
+
+
+def _odd_number(row: dict[str, Any], rest: dict[str, Any], k: str, v: Any, conv) -> None:
+    """A number column's value that is not a plain number: converted if it can be, else kept in ``data``."""
+    if v is not None:
+        x = _number(v, conv)
+        if x is None:
+            rest[k] = v
+        else:
+            row[k] = x
 
 
 def build_row(kind: str, fields: dict[str, Any], redactor: Redactor, ts: float | None = None) -> dict[str, Any]:
@@ -175,48 +190,54 @@ def build_row(kind: str, fields: dict[str, Any], redactor: Redactor, ts: float |
     if ts is None:
         t = fields.get("ts")
         ts = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else time.time()
-    row: dict[str, Any] = {"ts": int(ts * 1_000_000), "kind": str(kind)[:64], **_EMPTY}
+    row = _TEMPLATE.copy()
+    row["ts"] = int(ts * 1_000_000)
+    row["kind"] = str(kind)[:64]
     text, cache, short = redactor.text, redactor._cache, redactor._min
     rest: dict[str, Any] = {}
-    aliased: dict[str, Any] = {}
+    aliased: dict[str, Any] | None = None
+    # one set test per field in the common case (a string column); the checks are the ones of ``text`` and
+    # ``_number`` inlined for the values most events carry (short or already-seen strings, plain numbers)
     for k, v in fields.items():
-        t = _TYPE.get(k)
-        if t == 1 and v.__class__ is str:            # the common case first: a short or already-seen string
-            if len(v) < short:
+        if k in _STR_COLS:
+            if v.__class__ is str:
+                if len(v) < short:
+                    row[k] = v
+                else:
+                    hit = cache.get(v)
+                    row[k] = hit if hit is not None else text(v)[:1024]
+            elif v is not None:
+                row[k] = text(str(v))[:1024]
+        elif k in _INT_COLS:
+            if v.__class__ is int and 0 <= v <= _MAX_INT:
                 row[k] = v
             else:
-                hit = cache.get(v)
-                row[k] = hit if hit is not None else text(v)[:1024]
-        elif t is None:
-            if k != "ts":
-                rest[k] = v
-                col = _ALIAS_OF.get(k)
-                if col is not None and col not in aliased:
-                    aliased[col] = v
-        elif v is None:
-            continue
-        elif t == 1:
-            row[k] = text(v if v.__class__ is str else str(v))[:1024]
-        else:
-            x = (v if v.__class__ is int and 0 <= v <= _MAX_INT else _number(v, int)) if t == 2 else \
-                (float(v) if v.__class__ in (float, int) and v == v and abs(v) != float("inf") else _number(v, float))
-            if x is None:
-                rest[k] = v
+                _odd_number(row, rest, k, v, int)
+        elif k in _FLOAT_COLS:
+            if v.__class__ in (float, int) and v == v and abs(v) != _INF:
+                row[k] = float(v)
             else:
-                row[k] = x
-    for col, v in aliased.items():
-        if fields.get(col) is None or col in rest:
-            x = _number(v, int if _TYPE[col] == 2 else float)
-            if x is not None:
-                row[col] = x
+                _odd_number(row, rest, k, v, float)
+        elif k != "ts":
+            rest[k] = v
+            col = _ALIAS_OF.get(k)
+            if col is not None:
+                if aliased is None:
+                    aliased = {}
+                if col not in aliased:
+                    aliased[col] = v
+    if aliased:
+        for col, v in aliased.items():
+            if fields.get(col) is None or col in rest:
+                x = _number(v, int if _TYPE[col] == 2 else float)
+                if x is not None:
+                    row[col] = x
     if not row["tokens"]:
         row["tokens"] = row["tokens_in"] + row["tokens_out"]
     if rest:
         data = orjson.dumps(redactor.value(rest), option=orjson.OPT_NON_STR_KEYS, default=str).decode()
         limit = redactor.preview_chars * 8
         row["data"] = data if len(data) <= limit else data[:limit] + "…"
-    else:
-        row["data"] = "{}"
     return row
 
 

@@ -71,15 +71,21 @@ INGEST = IngestFigures()
 REGISTRY.register(INGEST)
 
 
-def observe(row: dict) -> None:
-    """Count one recorded row in the derived metrics (cheap: a kind check for most rows)."""
-    kind = row["kind"]
-    if kind == "request":
-        if row["cost"]:
-            child(MODEL_COST, row["provider"] or "-", row["model"] or "-").inc(row["cost"])
-    elif kind == "decision":
-        DECISIONS.labels(row["action"] or "-", row["rule"] or "default").inc()
-    elif kind.startswith("approval."):
-        APPROVAL_EVENTS.labels(kind).inc()
-    elif kind == "session_end":
-        SESSIONS_ENDED.inc()
+def observe_rows(rows: list[dict]) -> None:
+    """Count recorded rows in the derived metrics: a kind check per row, one ``inc`` per label set and batch."""
+    cost: dict[tuple[str, str], float] = {}
+    for row in rows:
+        kind = row["kind"]
+        if kind == "request":
+            c = row["cost"]
+            if c:
+                key = (row["provider"] or "-", row["model"] or "-")
+                cost[key] = cost.get(key, 0.0) + c
+        elif kind == "decision":
+            DECISIONS.labels(row["action"] or "-", row["rule"] or "default").inc()
+        elif kind.startswith("approval."):
+            APPROVAL_EVENTS.labels(kind).inc()
+        elif kind == "session_end":
+            SESSIONS_ENDED.inc()
+    for (provider, model), c in cost.items():
+        child(MODEL_COST, provider, model).inc(c)

@@ -60,7 +60,8 @@ class Writer:
         self.chain = Chain()
         self.wal = Wal(wal_dir, self.chain.stream)
         self._q: deque = deque()
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()           # ``put`` takes it directly: Condition.__enter__ is Python code
+        self._cv = threading.Condition(self._lock)
         # the chain, the WAL and _unsaved; taken before _cv by whoever drains the queue, so rows reach the
         # WAL in the order they were queued whichever thread writes them
         self._io = threading.Lock()
@@ -76,7 +77,7 @@ class Writer:
     # -- producer side (any thread) -----------------------------------------------------
     def put(self, kind: str, fields: dict[str, Any], waiter: tuple | None = None) -> bool:
         ts = time.time()
-        with self._cv:
+        with self._lock:
             if len(self._q) >= self.queue_size or self._stopping:
                 reason = "stopped" if self._stopping else "queue_full"
             else:
@@ -240,16 +241,18 @@ class Writer:
         rows = self._unsaved
         self._unsaved = []
         waiters: dict[Any, list] = {}
+        fresh = len(rows)
+        red, link, append = self.redactor, self.chain.link, rows.append
         for kind, fields, ts, waiter in items:
             try:
-                row = build_row(kind, fields, self.redactor, ts)
+                row = build_row(kind, fields, red, ts)
             except Exception as e:  # noqa: BLE001 - odd input must not lose the event
                 row = build_row("error", {"reason": f"unbuildable audit event {kind!r}: {type(e).__name__}"},
-                                self.redactor, ts)
-            rows.append(self.chain.link(row))
-            m.observe(row)
+                                red, ts)
+            append(link(row))
             if waiter is not None:
                 waiters.setdefault(waiter[0], []).append(waiter[1])
+        m.observe_rows(rows[fresh:] if fresh else rows)
         ok = True
         try:
             if rows:
