@@ -30,7 +30,8 @@ class Audit:
         self.sink = rt.audit
         durable = (rt.config.extra.get("audit") or {}).get("durable_answers", True)
         self._write = getattr(rt.audit, "write", None) if durable else None
-        self._write_now = getattr(rt.audit, "write_now", None) if durable else None
+        self._emit = _by_dict(rt.audit, "emit")
+        self._write_now = _by_dict(rt.audit, "write_now") if durable else None
         try:  # the sessions service the identity addon asks about ended sessions
             from proxy.sessions import service
             service(rt)
@@ -56,9 +57,9 @@ class Audit:
             fields = {"reason": f"audit row build failed: {type(e).__name__}", "method": flow.request.method}
         route = flowmeta.route(flow)
         if self._write is None or route is None or not route.governed:
-            self.sink.emit("request", **fields)
+            self._emit("request", fields)
             return None
-        ok = self._write_now("request", **fields) if self._write_now is not None else None
+        ok = self._write_now("request", fields) if self._write_now is not None else None
         if ok is None:                   # written from here is not possible right now: wait for the writer
             return self._durable(flow, fields)
         if not ok:
@@ -81,4 +82,16 @@ class Audit:
         except Exception as e:  # noqa: BLE001
             log.exception("audit: building the error row failed")
             fields = {"reason": f"audit row build failed: {type(e).__name__}", "outcome": "error"}
-        self.sink.emit("request", **fields)
+        self._emit("request", fields)
+
+
+def _by_dict(sink, name: str):
+    """``sink.<name>_fields(kind, fields)`` (the row's dict queued as it is, no ``**`` copies on the event
+    loop), or a wrapper of ``sink.<name>(kind, **fields)`` for sinks without it; None if it has neither."""
+    direct = getattr(sink, f"{name}_fields", None)
+    if direct is not None:
+        return direct
+    method = getattr(sink, name, None)
+    if method is None:
+        return None
+    return lambda kind, fields: method(kind, **fields)

@@ -49,6 +49,11 @@ class AuditSink:
     # -- producing --------------------------------------------------------------------
     def emit(self, kind: str, **fields: Any) -> None:
         """Queue an event. Never blocks, never raises (a full queue is counted as dropped)."""
+        self.emit_fields(kind, fields)
+
+    def emit_fields(self, kind: str, fields: dict[str, Any]) -> None:
+        """``emit`` for a caller that holds the fields in a dict and does not change it afterwards: the dict is
+        queued as it is (``emit(kind, **fields)`` re-packs it into a new one, which costs more than the queueing)."""
         try:
             self.writer.put(kind, fields)
         except Exception:  # noqa: BLE001 - auditing must never break the caller
@@ -59,6 +64,10 @@ class AuditSink:
         """Write the event (after everything queued before it) to the WAL from this thread: on return it
         survives a crash of this process; fsync follows within ~10 ms. False if the WAL could not take it;
         None if it could not be written from here (a flush is under way): ``await write(...)`` instead."""
+        return self.write_now_fields(kind, fields)
+
+    def write_now_fields(self, kind: str, fields: dict[str, Any]) -> bool | None:
+        """``write_now`` with the fields in a dict the caller does not change afterwards (see ``emit_fields``)."""
         try:
             return self.writer.write_now(kind, fields)
         except Exception:  # noqa: BLE001
