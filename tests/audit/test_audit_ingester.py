@@ -9,9 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+from proxy.audit.events import Redactor
 from proxy.audit.ingest import Ingester
 from proxy.audit.ingester import spawn_for
 from proxy.audit.query import verify
+from proxy.audit.writer import Writer
 from tests.audit.conftest import flushed, wal_rows
 from tests.harness import wait_until
 
@@ -188,5 +190,33 @@ def test_a_torn_last_line_is_cut_before_clickhouse_reads_the_segments(tmp_path):
         assert [r[1] for r in res.result_rows] == ["/a/0", "/a/1", "/ok", "/ok"]
         assert {r[0] for r in res.result_rows[2:]} == {"dead", "next"}
         assert (ing.figures["rows_written"], ing.figures["rows_rejected"]) == (4, 0)
+    finally:
+        ing._drop_client()
+
+
+def test_segments_read_by_clickhouse_land_as_a_plain_insert_of_the_lines_would(tmp_path):
+    """ClickHouse reads the segments through file() with LowCardinality columns parsed as plain strings:
+    every column of every row is what inserting the same JSON lines into ``events`` gives."""
+    wal = tmp_path / "wal"
+    w = Writer(wal, Redactor(), flush_seconds=60)
+    w.start()
+    for i in range(3):
+        w.put("request", {"path": f"/p/{i}", "account": "acme", "agent": f"agent-{i % 2}", "model": "gpt-é\"\\",
+                          "status": 200 + i, "cost": 0.5 * i, "tokens_in": i, "extra": {"k": [i, "v"]}})
+    assert w.seal_wait(30)
+    w.stop()
+    lines = b"".join(p.read_bytes() for p in sorted(wal.glob("*.wal")))
+    ing = Ingester(f"chdb://{tmp_path / 'ch'}", wal)
+    try:
+        assert ing.run_pass() and not ing.pending()
+        with ing.client_lock:
+            c = ing.client()
+            assert "LowCardinality" not in ing._structure and "`agent` String" in ing._structure
+            c.command("CREATE TABLE events_as_lines AS events")
+            c.raw_insert("events_as_lines", None, lines, fmt="JSONEachRow")
+            got, want = (c.raw_query(f"SELECT * FROM {t} WHERE kind = 'request' ORDER BY seq FORMAT JSONEachRow")
+                         for t in ("events", "events_as_lines"))
+        assert got == want and got.count(b"\n") == 3 and b"agent-1" in got
+        assert ing.figures["rows_written"] == lines.count(b"\n")
     finally:
         ing._drop_client()
