@@ -141,3 +141,37 @@ async def test_shutdown_denies_every_held_call(held):
     for f in flows:
         assert f.metadata[flowmeta.OUTCOME] == "approval_error" and b"shutting down" in f.response.content
     assert later.seen == [(None, True)] * 3
+
+
+@pytest.mark.parametrize("intercepts", [True, False])
+async def test_intercepted_hook_ends_its_task_and_the_resume_completes_it(monkeypatch, intercepts):
+    """mitm_patches 5: the hook's task does not wait for an intercepted flow; resuming it completes the
+    hook (HookCompleted, after the watchdog is armed again), as mitmproxy's waiting task did."""
+    from mitmproxy import flow as mflow
+    from mitmproxy.proxy.layers.http import HttpRequestHook
+    from mitmproxy.proxy.mode_servers import ProxyConnectionHandler
+    for name in ("intercept", "resume", "wait_for_resume"):
+        monkeypatch.setattr(mflow.Flow, name, getattr(mflow.Flow, name))
+    monkeypatch.setattr(ProxyConnectionHandler, "hook_task", ProxyConnectionHandler.hook_task)
+    mitm_patches._lean_flow_resume()
+    f = tflow.tflow()
+    seen: list[tuple] = []
+    watchdog = mitm_patches._Watchdog(60, None)
+    completed = asyncio.get_running_loop().create_future()
+
+    async def handle_lifecycle(hook):
+        seen.append(("addons", watchdog.blocker))
+        if intercepts:
+            hook.args()[0].intercept()
+
+    async def server_event(event):
+        seen.append((type(event).__name__, watchdog.blocker))
+        completed.set_result(None)
+    handler = SimpleNamespace(timeout_watchdog=watchdog, server_event=server_event,
+                              master=SimpleNamespace(addons=SimpleNamespace(handle_lifecycle=handle_lifecycle)))
+    await ProxyConnectionHandler.hook_task(handler, HttpRequestHook(f))
+    if intercepts:
+        assert seen == [("addons", 1)] and watchdog.blocker == 1        # task over, hook not completed
+        f.resume()
+    await asyncio.wait_for(completed, 5)
+    assert seen == [("addons", 1), ("HookCompleted", 0)] and not f.intercepted
