@@ -39,7 +39,8 @@ class Gate:
         self.notifier: Notifier | None = None
         self.service = ApprovalService(rt.store, rt.audit, self.settings, workflows=self.workflow)
         self.responder = Responder(self, self.settings.keepalive_seconds, rt.config.ssl_insecure)
-        self.by_client: dict[str, list[str]] = {}      # client connection id -> approvals held for it
+        # client connection id -> the approval held for it, or a tuple of several (no list per held call)
+        self.by_client: dict[str, str | tuple[str, ...]] = {}
         self.heap = HeldHeap()
         self._ready: asyncio.Task | None = None
 
@@ -122,9 +123,8 @@ class Gate:
         rid, left = req.id, req.seconds_left()
         del req                                                 # keep what a held call keeps small
         fields.clear()
-        kept = {"rpc_id": call["rpc_id"], "tool": call["tool"]}   # the rest is in the store now
-        call.clear()                                            # (clear frees the table; pop would not)
-        call.update(kept)
+        # the call's facts are in the store now; ``held`` keeps its rpc id and tool (nothing else reads it)
+        flow.metadata.pop(MCP_CALL, None)
         flowmeta.forget_request_json(flow)                      # parsed again if anyone asks after the hold
         # the headers cache too: rebuilt from the request if asked (later addons read only session
         # headers from it, which nothing rewrites)
@@ -137,7 +137,7 @@ class Gate:
             return
         # Held without a coroutine: the flow is intercepted, the chain parks the addons after this one,
         # and the decision (the service resolves ``held``) finishes the call in a short task (_release).
-        held = _Held(self, flow, rid)
+        held = _Held(self, flow, rid, call["rpc_id"], call["tool"])
         flow.intercept()                        # before any await: a decision may arrive meanwhile
         metrics.HELD.inc()
         self.heap.started()
@@ -169,10 +169,10 @@ class Gate:
                 if isinstance(state, BaseException):
                     raise state
                 self._unhold(held)
-                await self._decided(flow, rid, state if state is not None else await self._expire(rid))
+                await self._decided(held, state if state is not None else await self._expire(rid))
             except Exception as e:
                 self._unhold(held)
-                self.fail(flow, flow.metadata.get(MCP_CALL), e)
+                self.fail(flow, held.call(), e)
             settled = True
             rest = chain.resume_rest(flow)
             if rest is not None:
@@ -180,7 +180,7 @@ class Gate:
         finally:
             if not settled:                     # cancelled (shutting down) before the answer: deny
                 self._unhold(held)
-                self.fail(flow, flow.metadata.get(MCP_CALL), ApprovalError("Airlock is shutting down"))
+                self.fail(flow, held.call(), ApprovalError("Airlock is shutting down"))
             flow.resume()
 
     def _unhold(self, held: "_Held") -> None:
@@ -200,7 +200,8 @@ class Gate:
         except Exception as e:
             raise StoreUnavailable(f"approval store unavailable: {type(e).__name__}: {e}") from e
 
-    async def _decided(self, flow: Any, rid: str, state: str) -> None:
+    async def _decided(self, held: "_Held", state: str) -> None:
+        flow, rid = held.flow, held.rid
         if flow.client_conn.timestamp_end is not None:          # the client went away: never forwarded
             self.spawn(self.service.cancel(rid, "client disconnected while held"))
             flow.metadata[flowmeta.OUTCOME] = "approval_client_gone"
@@ -212,9 +213,8 @@ class Gate:
         final = await self.service.get(rid)
         if final is None:
             raise ApprovalError(f"approval request {rid} vanished from the store")
-        call = flow.metadata.get(MCP_CALL) or {}
         flow.metadata[flowmeta.OUTCOME] = f"approval_{final.state}"
-        flow.response = replies.respond(flow, replies.refusal(call.get("rpc_id"), final, _modern(flow)))
+        flow.response = replies.respond(flow, replies.refusal(held.rpc_id, final, _modern(flow)))
 
     async def _async(self, flow: Any, call: dict, fields: dict, modern: bool) -> None:
         svc = self.service
@@ -279,18 +279,22 @@ class Gate:
             self.spawn(self.service.cancel(approval_id, f"approval path failed: {str(exc)[:200]}"))
 
     def _track(self, flow: Any, approval_id: str) -> None:
-        self.by_client.setdefault(flow.client_conn.id, []).append(approval_id)
+        known = self.by_client.get(flow.client_conn.id)
+        self.by_client[flow.client_conn.id] = approval_id if known is None else (*_ids(known), approval_id)
 
     def _untrack(self, flow: Any, approval_id: str) -> None:
-        ids = self.by_client.get(flow.client_conn.id)
-        if ids is not None:
-            if approval_id in ids:
-                ids.remove(approval_id)
-            if not ids:
-                self.by_client.pop(flow.client_conn.id, None)
+        known = self.by_client.get(flow.client_conn.id)
+        if known is not None:
+            rest = _ids(known)
+            if approval_id in rest:
+                rest = tuple(i for i in rest if i != approval_id)
+            if not rest:
+                del self.by_client[flow.client_conn.id]
+            else:
+                self.by_client[flow.client_conn.id] = rest if len(rest) > 1 else rest[0]
 
     def client_gone(self, client_id: str) -> None:
-        for approval_id in self.by_client.pop(client_id, ()):
+        for approval_id in _ids(self.by_client.pop(client_id, ())):
             self.spawn(self.service.cancel(approval_id, "client disconnected while held"))
 
     def finished(self, flow: Any, outcome: str) -> None:
@@ -304,12 +308,14 @@ class Gate:
 class _Held:
     """A call held here, as the waiter the service resolves (future-like: ``done``, ``set_result``,
     ``set_exception``). Once resolved and ``armed`` (the hook has returned), the gate releases it."""
-    __slots__ = ("gate", "flow", "rid", "state", "armed", "timed")
+    __slots__ = ("gate", "flow", "rid", "rpc_id", "tool", "state", "armed", "timed")
 
-    def __init__(self, gate: Gate, flow: Any, rid: str):
+    def __init__(self, gate: Gate, flow: Any, rid: str, rpc_id: Any, tool: str):
         self.gate: Gate | None = gate          # None once released
         self.flow = flow
         self.rid = rid
+        self.rpc_id = rpc_id
+        self.tool = tool
         self.state: Any = _WAITING             # then the final state, None (deadline) or an exception
         self.armed = False
         self.timed = False
@@ -326,8 +332,15 @@ class _Held:
     def set_exception(self, exc: BaseException) -> None:
         self.set_result(exc)
 
+    def call(self) -> dict:
+        return {"rpc_id": self.rpc_id, "tool": self.tool}
+
 
 _WAITING = object()
+
+
+def _ids(known: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (known,) if isinstance(known, str) else known
 
 
 def _modern(flow: Any) -> bool:

@@ -153,13 +153,20 @@ class ApprovalRequest:
             "flow", "session", "justification", "rule", "reason", "approvers", "channels",
             "async_approval", "on_timeout", "fingerprint")
 
+    # optional doc keys left out at their default (``from_fields`` restores it): the in-process store
+    # keeps every pending request in memory, 10,000 at once
+    _DOC_DEFAULTS = {"arguments": {}, "agent": None, "subject": None, "account": None, "flow": None,
+                     "session": None, "justification": None, "rule": None, "reason": None, "approvers": [],
+                     "channels": [], "async_approval": False, "on_timeout": "deny", "fingerprint": None}
+
     def to_fields(self) -> dict[str, bytes]:
-        doc = {k: getattr(self, k) for k in self._DOC}
-        fields = {
-            "doc": compact_json(doc), "state": self.state.encode(),
-            "required": str(int(self.required_approvals)).encode(),
-            "expires_at": repr(float(self.expires_at)).encode(), "approvals": b"0",
-        }
+        omit = self._DOC_DEFAULTS
+        doc = {k: v for k in self._DOC if (v := getattr(self, k)) != omit.get(k, _KEEP)}
+        # ``required`` 1 and ``approvals`` 0 are the defaults of the vote script and ``from_fields`` too
+        fields = {"doc": compact_json(doc), "state": self.state.encode(),
+                  "expires_at": repr(float(self.expires_at)).encode()}
+        if int(self.required_approvals) != 1:
+            fields["required"] = str(int(self.required_approvals)).encode()
         for name in {norm_name(self.subject), norm_name(self.agent)} - {""}:
             fields["req:" + name] = b"1"
         if self.approvers:
@@ -199,6 +206,9 @@ class ApprovalRequest:
         known = {norm_name(a) for a in req.approvers}
         req.approvers += [n for n in extra if n not in known]
         return req
+
+
+_KEEP = object()
 
 
 def _text(value: bytes | None) -> str | None:

@@ -87,7 +87,9 @@ class ApprovalService:
         self.settings = settings or Settings()
         self.notifier = notifier
         self.workflows = workflows or (lambda name: None)
-        self._waiters: dict[str, list[asyncio.Future]] = {}    # approval id -> futures of the calls held here
+        # approval id -> the waiter (future-like) of the call held here for it, or a tuple of several
+        # (one list per held call would be 10,000 lists)
+        self._waiters: dict[str, Any] = {}
         self._deadlines = Deadlines()
         self._recheck = iter(())
         self._tasks: set[asyncio.Task] = set()
@@ -264,18 +266,22 @@ class ApprovalService:
         return len(self._waiters)
 
     def _on_message(self, channel: str, message: bytes) -> None:
-        futs = self._waiters.get(channel[len(CHANNEL):])
+        futs = self._waiters_of(channel[len(CHANNEL):])
         if futs:
             state = message.decode() if isinstance(message, bytes) else str(message)
-            for f in list(futs):
+            for f in futs:
                 if not f.done():
                     f.set_result(state)
 
     def _fail_waiters(self, exc: Exception) -> None:
-        for futs in list(self._waiters.values()):
-            for f in list(futs):
+        for approval_id in list(self._waiters):
+            for f in self._waiters_of(approval_id):
                 if not f.done():
                     f.set_exception(exc)
+
+    def _waiters_of(self, approval_id: str) -> tuple:
+        w = self._waiters.get(approval_id)
+        return () if w is None else w if type(w) is tuple else (w,)
 
     async def _state(self, approval_id: str) -> str | None:
         fields = await self.store.hgetall(KEY_PREFIX + approval_id)
@@ -287,7 +293,8 @@ class ApprovalService:
         request: its decision, ``None`` once ``timeout`` passes (the caller then calls ``expire``), or
         ``StoreUnavailable`` when the store stops answering. True if the deadline was armed. The caller
         calls ``unwatch`` once the waiter is done with, whatever happened (also when this raises)."""
-        self._waiters.setdefault(approval_id, []).append(waiter)
+        known = self._waiters.get(approval_id)
+        self._waiters[approval_id] = waiter if known is None else (*self._waiters_of(approval_id), waiter)
         try:
             state = await self._state(approval_id)     # a decision published before we listened
         except asyncio.CancelledError:
@@ -305,12 +312,11 @@ class ApprovalService:
         return True
 
     def unwatch(self, approval_id: str, waiter: Any, timed: bool) -> None:
-        futs = self._waiters.get(approval_id)
-        if futs is not None:
-            if waiter in futs:
-                futs.remove(waiter)
-            if not futs:
-                del self._waiters[approval_id]
+        rest = tuple(w for w in self._waiters_of(approval_id) if w is not waiter)
+        if not rest:
+            self._waiters.pop(approval_id, None)
+        else:
+            self._waiters[approval_id] = rest if len(rest) > 1 else rest[0]
         if timed:
             self._deadlines.released()
 
