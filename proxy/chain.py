@@ -82,6 +82,7 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
     child, not once: routing sets it in ``requestheaders``, the same hook the others run in."""
     route_key = flowmeta.ROUTE
     parks = name in _REQUEST_PHASE
+    tails = [impls[i + 1:] for i in range(len(impls))]     # the children after each (shared, not per call)
 
     def wanted(kinds, flow) -> bool:
         if kinds is None:
@@ -101,9 +102,9 @@ def _flow_dispatcher(name: str, impls: list[tuple[frozenset | None, str, Callabl
                     return None
                 continue
             if res is not None and inspect.isawaitable(res):
-                return _run_async(name, impls[i + 1:], args, guard, wanted, (res, owner))
+                return _run_async(name, tails[i], args, guard, wanted, (res, owner))
             if parks and flow.intercepted:
-                return _park(name, impls[i + 1:], args, guard, wanted)
+                return _park(name, tails[i], args, guard, wanted)
         return None
 
     dispatch.__name__ = name
