@@ -108,7 +108,9 @@ class Wal:
         """Append rows as JSON lines, written to the OS (a crash of this process no longer loses them).
         The segment stays ``dirty`` until the writer fsyncs it (``dirty_fd``) or it is sealed.
         Returns the bytes written. Raises WalError."""
-        data = b"\n".join([*map(orjson.dumps, rows), b""])     # each row's line, newline-terminated
+        # each line copied with its newline at once: that frees orjson's output buffer straight away (holding
+        # a batch of them until a join costs ~2 page faults per row as the allocator returns and re-maps them)
+        data = b"".join([orjson.dumps(r) + b"\n" for r in rows])
         try:
             if self._fh is not None and self._size >= self.segment_bytes:
                 self.seal()
