@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from .events import HASHED
+from .events import HASHED, ROW_TEMPLATE
 
 
 def new_stream_id() -> str:
@@ -38,7 +38,7 @@ def ts_micros(v: Any) -> int:
 
 def ts_text(us: int) -> str:
     """Exact "seconds.micros" text that ClickHouse parses into DateTime64(6) in JSON input."""
-    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+    return "%d.%06d" % divmod(us, 1_000_000)
 
 
 def row_hash(row: dict[str, Any]) -> str:
@@ -51,6 +51,10 @@ def row_hash(row: dict[str, Any]) -> str:
 # The hashed columns as a tuple in one C call; orjson writes a tuple as the same JSON array as a list, so
 # ``Chain.link`` hashes the very bytes ``row_hash`` does (for a row whose ``ts`` is still integer micros).
 _hashed_values = operator.itemgetter(*HASHED)
+# A row from ``build_row`` has its keys in column order (a copy of ROW_TEMPLATE); with the three chain columns
+# ``link`` adds, its values are the hashed columns in order, no lookup by name needed.
+if (*ROW_TEMPLATE, "stream", "seq", "prev_hash") != HASHED:
+    raise RuntimeError("audit: ROW_TEMPLATE is not in column order")
 
 
 class Chain:
@@ -66,7 +70,10 @@ class Chain:
         row["stream"] = self.stream
         row["seq"] = self.seq
         row["prev_hash"] = self.last_hash
-        h = hashlib.sha256(orjson.dumps(_hashed_values(row))).hexdigest()
+        values = tuple(row.values())
+        if len(values) != len(HASHED):      # not a fresh ``build_row`` row: pick the columns by name
+            values = _hashed_values(row)
+        h = hashlib.sha256(orjson.dumps(values)).hexdigest()
         row["hash"] = h
         row["ts"] = ts_text(row["ts"])        # the form written to the WAL and inserted as JSONEachRow
         self.seq += 1

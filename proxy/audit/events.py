@@ -153,8 +153,8 @@ _TYPE = {**{c: 1 for c in STR_COLUMNS[1:]}, **{c: 2 for c in INT_COLUMNS}, **{c:
 _STR_COLS, _INT_COLS, _FLOAT_COLS = frozenset(STR_COLUMNS[1:]), frozenset(INT_COLUMNS), frozenset(FLOAT_COLUMNS)
 # A row before its chain columns, in column order: copying it is cheaper than building the dict key by key,
 # and the keys keep their order (so the WAL line is the same) whichever fields an event sets.
-_TEMPLATE = {"ts": 0, "kind": "", **{c: "" for c in STR_COLUMNS[1:]}, **{c: 0 for c in INT_COLUMNS},
-             **{c: 0.0 for c in FLOAT_COLUMNS}, "data": "{}"}
+ROW_TEMPLATE = {"ts": 0, "kind": "", **{c: "" for c in STR_COLUMNS[1:]}, **{c: 0 for c in INT_COLUMNS},
+                **{c: 0.0 for c in FLOAT_COLUMNS}, "data": "{}"}
 _INF = float("inf")
 
 
@@ -190,7 +190,7 @@ def build_row(kind: str, fields: dict[str, Any], redactor: Redactor, ts: float |
     if ts is None:
         t = fields.get("ts")
         ts = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else time.time()
-    row = _TEMPLATE.copy()
+    row = ROW_TEMPLATE.copy()
     row["ts"] = int(ts * 1_000_000)
     row["kind"] = str(kind)[:64]
     text, cache, short = redactor.text, redactor._cache, redactor._min

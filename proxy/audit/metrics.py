@@ -71,21 +71,28 @@ INGEST = IngestFigures()
 REGISTRY.register(INGEST)
 
 
-def observe_rows(rows: list[dict]) -> None:
-    """Count recorded rows in the derived metrics: a kind check per row, one ``inc`` per label set and batch."""
-    cost: dict[tuple[str, str], float] = {}
-    for row in rows:
+class Tally:
+    """The derived metrics of a batch of recorded rows: ``add`` each row (a kind check for most), then
+    ``publish`` once (one ``inc`` per label set and batch)."""
+
+    def __init__(self) -> None:
+        self.cost: dict[tuple[str, str], float] = {}
+
+    def add(self, row: dict) -> None:
         kind = row["kind"]
         if kind == "request":
             c = row["cost"]
             if c:
                 key = (row["provider"] or "-", row["model"] or "-")
-                cost[key] = cost.get(key, 0.0) + c
+                self.cost[key] = self.cost.get(key, 0.0) + c
         elif kind == "decision":
             DECISIONS.labels(row["action"] or "-", row["rule"] or "default").inc()
         elif kind.startswith("approval."):
             APPROVAL_EVENTS.labels(kind).inc()
         elif kind == "session_end":
             SESSIONS_ENDED.inc()
-    for (provider, model), c in cost.items():
-        child(MODEL_COST, provider, model).inc(c)
+
+    def publish(self) -> None:
+        for (provider, model), c in self.cost.items():
+            child(MODEL_COST, provider, model).inc(c)
+        self.cost.clear()

@@ -26,6 +26,7 @@ import orjson
 log = logging.getLogger("airlock.audit.wal")
 SUFFIX = ".wal"
 OPEN_SUFFIX = ".wal.open"
+_LINES_PER_WRITE = 128           # ~90 kB of typical rows per write()
 
 
 class WalError(OSError):
@@ -104,13 +105,14 @@ class Wal:
         self.opened = 0.0                      # monotonic time the open segment got its first row
 
     # -- writing ----------------------------------------------------------------------
-    def append(self, rows: list[dict[str, Any]]) -> bytes:
-        """Append rows as JSON lines, written to the OS (a crash of this process no longer loses them).
-        The segment stays ``dirty`` until the writer fsyncs it (``dirty_fd``) or it is sealed.
-        Returns the bytes written. Raises WalError."""
-        # each line copied with its newline at once: that frees orjson's output buffer straight away (holding
-        # a batch of them until a join costs ~2 page faults per row as the allocator returns and re-maps them)
-        data = b"".join([orjson.dumps(r) + b"\n" for r in rows])
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows as JSON lines (see ``write_lines``). Raises WalError."""
+        self.write_lines([orjson.dumps(r) + b"\n" for r in rows])
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Append JSON lines (each ending in a newline), written to the OS (a crash of this process no longer
+        loses them). The segment stays ``dirty`` until the writer fsyncs it (``dirty_fd``) or it is sealed.
+        Raises WalError."""
         try:
             if self._fh is not None and self._size >= self.segment_bytes:
                 self.seal()
@@ -119,16 +121,21 @@ class Wal:
                 self._fh = open(self._path, "ab")
                 self._size, self.rows, self.opened = 0, 0, time.monotonic()
                 self.dir_dirty = True          # its directory entry: fsynced with its first rows (dirty_fd)
-            self._fh.write(data)
+            size = 0
+            # joined a slice at a time: a buffer of a whole batch (megabytes) is mapped fresh from the OS and
+            # page-faulted in for every batch; slices this size reuse the same heap memory
+            for i in range(0, len(lines), _LINES_PER_WRITE):
+                data = b"".join(lines[i:i + _LINES_PER_WRITE])
+                self._fh.write(data)
+                size += len(data)
             self._fh.flush()
             self.dirty = True
         except OSError as e:
             # A partial write leaves a torn line that readers skip; start a fresh segment next time.
             self._close_quietly()
             raise WalError(e.errno, f"audit WAL write failed in {self.dir}: {e.strerror or e}") from e
-        self._size += len(data)
-        self.rows += len(rows)
-        return data
+        self._size += size
+        self.rows += len(lines)
 
     def dirty_fd(self) -> tuple[int, bool] | None:
         """(a duplicate descriptor of the open segment, whether its directory entry is new) when it has rows

@@ -21,6 +21,8 @@ import os
 import threading
 import time
 from collections import deque
+
+import orjson
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self.accepting = True
         self.last_error: str | None = None
-        self._unsaved: list[dict[str, Any]] = []
+        self._unsaved: list[bytes] = []         # WAL lines of rows the WAL could not take yet
         self._dropped_logged = 0.0
         self._urgent = False            # a waiter, a seal marker or stop is queued: drain now
         self._parked = False            # the writer sleeps until told (nothing queued, nothing pending)
@@ -238,26 +240,29 @@ class Writer:
         """Build, chain and write ``items`` (after any rows kept from a failed write) to the WAL, not yet
         fsynced. Holds ``_io``.
         Returns (written, the ``write()`` waiters to tell once fsynced)."""
-        rows = self._unsaved
+        lines = self._unsaved                   # a row is kept as its WAL line: its dict is freed at once
         self._unsaved = []
         waiters: dict[Any, list] = {}
-        fresh = len(rows)
-        red, link, append = self.redactor, self.chain.link, rows.append
+        red, link, keep, dumps = self.redactor, self.chain.link, lines.append, orjson.dumps
+        tally = m.Tally()
+        count = tally.add
         for kind, fields, ts, waiter in items:
             try:
                 row = build_row(kind, fields, red, ts)
             except Exception as e:  # noqa: BLE001 - odd input must not lose the event
                 row = build_row("error", {"reason": f"unbuildable audit event {kind!r}: {type(e).__name__}"},
                                 red, ts)
-            append(link(row))
+            link(row)
+            count(row)
+            keep(dumps(row) + b"\n")
             if waiter is not None:
                 waiters.setdefault(waiter[0], []).append(waiter[1])
-        m.observe_rows(rows[fresh:] if fresh else rows)
+        tally.publish()
         ok = True
         try:
-            if rows:
-                self.wal.append(rows)
-            m.ROWS_DURABLE.inc(len(rows))
+            if lines:
+                self.wal.write_lines(lines)
+            m.ROWS_DURABLE.inc(len(lines))
             if not self.accepting:
                 log.warning("audit: WAL writable again; accepting governed calls")
             self.accepting = True
@@ -266,14 +271,14 @@ class Writer:
             m.WAL_ERRORS.inc()
             self.last_error = str(e)
             self.accepting = not self.fail_closed
-            log.error("audit: %s; %d rows held in memory%s", e, len(rows),
+            log.error("audit: %s; %d rows held in memory%s", e, len(lines),
                       "; refusing governed calls (audit.fail_closed)" if self.fail_closed else "")
-            keep = rows[-MAX_UNSAVED:]
-            if len(rows) > len(keep):
-                m.ROWS_DROPPED.labels("wal_unwritable").inc(len(rows) - len(keep))
+            kept = lines[-MAX_UNSAVED:]
+            if len(lines) > len(kept):
+                m.ROWS_DROPPED.labels("wal_unwritable").inc(len(lines) - len(kept))
                 log.error("audit: %d rows dropped: WAL unwritable and memory buffer full",
-                          len(rows) - len(keep))
-            self._unsaved = keep
+                          len(lines) - len(kept))
+            self._unsaved = kept
         m.ACCEPTING.set(1 if self.accepting else 0)
         return ok, waiters
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from proxy.audit import migrate as mig
-from proxy.audit.chain import Chain, verify_rows
+from proxy.audit.chain import Chain, row_hash, verify_rows
 from proxy.audit.events import Redactor, build_row
 from proxy.audit.query import QueryError, check_read_only, verify
 from tests.audit.conftest import flushed
@@ -64,6 +64,20 @@ def test_chain_in_memory_duplicates_and_order():
     assert verify_rows(rows + [dict(rows[-1])])["problems"][0]["problem"] == "duplicate"
     swapped = rows[:1] + [dict(rows[2], seq=1), dict(rows[1], seq=2)] + rows[3:]
     assert {p["problem"] for p in verify_rows(swapped)["problems"]} >= {"edited", "broken_link"}
+
+
+def test_link_hashes_what_verify_recomputes():
+    """``link`` hashes a fresh row's values in column order; ``verify`` recomputes the hash column by column
+    from a stored row (any key order, ``ts`` as text)."""
+    red = Redactor(["literal-secret-1"])
+    chain = Chain("s")
+    events = [("request", {"path": "/a", "status": "500", "cost": 0.5, "extra": {"token": "x"}}),
+              ("decision", {"action": "deny", "reason": "Bearer abcdefghijkl literal-secret-1"}),
+              ("key_mint", {"tokens_in": -1, "input_tokens": 3, "session": "s" * 40})]
+    rows = [chain.link(build_row(k, f, red, ts=1000.5 + i)) for i, (k, f) in enumerate(events)]
+    rows.append(chain.link({**build_row("request", {}, red, ts=1001.0), "extra": 1}))   # not fresh: by name
+    assert [row_hash(r) == r["hash"] for r in rows] == [True] * 4
+    assert verify_rows([dict(reversed(r.items())) for r in rows])["ok"]
 
 
 def test_read_only_check():
