@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from proxy.audit.clickhouse import CHDB_OPTIONS
 from proxy.audit.events import Redactor
 from proxy.audit.ingest import Ingester
 from proxy.audit.ingester import spawn_for
@@ -218,5 +219,17 @@ def test_segments_read_by_clickhouse_land_as_a_plain_insert_of_the_lines_would(t
                          for t in ("events", "events_as_lines"))
         assert got == want and got.count(b"\n") == 3 and b"agent-1" in got
         assert ing.figures["rows_written"] == lines.count(b"\n")
+    finally:
+        ing._drop_client()
+
+
+def test_chdb_runs_one_merge_at_a_time_with_capped_caches(tmp_path):
+    """The server settings chDB is opened with reach the engine (they bound the ingester's memory)."""
+    ing = Ingester(f"chdb://{tmp_path / 'ch'}", tmp_path / "wal")
+    try:
+        with ing.client_lock:
+            res = ing.client().query("SELECT name, value FROM system.server_settings WHERE name IN "
+                                     "{names:Array(String)}", parameters={"names": list(CHDB_OPTIONS)})
+        assert {n: int(v) for n, v in res.result_rows} == CHDB_OPTIONS
     finally:
         ing._drop_client()
