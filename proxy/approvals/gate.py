@@ -20,6 +20,7 @@ from .model import APPROVED, PENDING, fingerprint, redact
 from .notify import Notifier
 from .responder import Responder
 from .service import ApprovalError, ApprovalService, StoreUnavailable
+from .waiters import Multimap
 from .settings import Settings
 
 log = logging.getLogger("airlock.approvals")
@@ -39,8 +40,7 @@ class Gate:
         self.notifier: Notifier | None = None
         self.service = ApprovalService(rt.store, rt.audit, self.settings, workflows=self.workflow)
         self.responder = Responder(self, self.settings.keepalive_seconds, rt.config.ssl_insecure)
-        # client connection id -> the approval held for it, or a tuple of several (no list per held call)
-        self.by_client: dict[str, str | tuple[str, ...]] = {}
+        self.by_client = Multimap()                    # client connection id -> approvals held for it
         self.heap = HeldHeap()
         self._ready: asyncio.Task | None = None
 
@@ -279,22 +279,13 @@ class Gate:
             self.spawn(self.service.cancel(approval_id, f"approval path failed: {str(exc)[:200]}"))
 
     def _track(self, flow: Any, approval_id: str) -> None:
-        known = self.by_client.get(flow.client_conn.id)
-        self.by_client[flow.client_conn.id] = approval_id if known is None else (*_ids(known), approval_id)
+        self.by_client.add(flow.client_conn.id, approval_id)
 
     def _untrack(self, flow: Any, approval_id: str) -> None:
-        known = self.by_client.get(flow.client_conn.id)
-        if known is not None:
-            rest = _ids(known)
-            if approval_id in rest:
-                rest = tuple(i for i in rest if i != approval_id)
-            if not rest:
-                del self.by_client[flow.client_conn.id]
-            else:
-                self.by_client[flow.client_conn.id] = rest if len(rest) > 1 else rest[0]
+        self.by_client.discard(flow.client_conn.id, approval_id)
 
     def client_gone(self, client_id: str) -> None:
-        for approval_id in _ids(self.by_client.pop(client_id, ())):
+        for approval_id in self.by_client.take(client_id):
             self.spawn(self.service.cancel(approval_id, "client disconnected while held"))
 
     def finished(self, flow: Any, outcome: str) -> None:
@@ -337,10 +328,6 @@ class _Held:
 
 
 _WAITING = object()
-
-
-def _ids(known: str | tuple[str, ...]) -> tuple[str, ...]:
-    return (known,) if isinstance(known, str) else known
 
 
 def _modern(flow: Any) -> bool:

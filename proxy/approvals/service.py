@@ -29,6 +29,7 @@ from .deadlines import Deadlines
 from .model import (APPROVE, APPROVED, CANCELLED, DENY, EXPIRED, FINAL, KEY_PREFIX, PENDING,
                     ApprovalRequest, compact_json, new_id, norm_name)
 from .settings import Settings
+from .waiters import Waiters
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,7 @@ class ApprovalService:
         self.settings = settings or Settings()
         self.notifier = notifier
         self.workflows = workflows or (lambda name: None)
-        # approval id -> the waiter (future-like) of the call held here for it, or a tuple of several
-        # (one list per held call would be 10,000 lists)
-        self._waiters: dict[str, Any] = {}
+        self._waiters = Waiters()                      # approval id -> the calls held here for it
         self._deadlines = Deadlines()
         self._recheck = iter(())
         self._tasks: set[asyncio.Task] = set()
@@ -266,22 +265,12 @@ class ApprovalService:
         return len(self._waiters)
 
     def _on_message(self, channel: str, message: bytes) -> None:
-        futs = self._waiters_of(channel[len(CHANNEL):])
-        if futs:
-            state = message.decode() if isinstance(message, bytes) else str(message)
-            for f in futs:
-                if not f.done():
-                    f.set_result(state)
+        approval_id = channel[len(CHANNEL):]
+        if approval_id in self._waiters:
+            self._waiters.resolve(approval_id, message.decode() if isinstance(message, bytes) else str(message))
 
     def _fail_waiters(self, exc: Exception) -> None:
-        for approval_id in list(self._waiters):
-            for f in self._waiters_of(approval_id):
-                if not f.done():
-                    f.set_exception(exc)
-
-    def _waiters_of(self, approval_id: str) -> tuple:
-        w = self._waiters.get(approval_id)
-        return () if w is None else w if type(w) is tuple else (w,)
+        self._waiters.fail_all(exc)
 
     async def _state(self, approval_id: str) -> str | None:
         fields = await self.store.hgetall(KEY_PREFIX + approval_id)
@@ -293,8 +282,7 @@ class ApprovalService:
         request: its decision, ``None`` once ``timeout`` passes (the caller then calls ``expire``), or
         ``StoreUnavailable`` when the store stops answering. True if the deadline was armed. The caller
         calls ``unwatch`` once the waiter is done with, whatever happened (also when this raises)."""
-        known = self._waiters.get(approval_id)
-        self._waiters[approval_id] = waiter if known is None else (*self._waiters_of(approval_id), waiter)
+        self._waiters.add(approval_id, waiter)
         try:
             state = await self._state(approval_id)     # a decision published before we listened
         except asyncio.CancelledError:
@@ -312,11 +300,7 @@ class ApprovalService:
         return True
 
     def unwatch(self, approval_id: str, waiter: Any, timed: bool) -> None:
-        rest = tuple(w for w in self._waiters_of(approval_id) if w is not waiter)
-        if not rest:
-            self._waiters.pop(approval_id, None)
-        else:
-            self._waiters[approval_id] = rest if len(rest) > 1 else rest[0]
+        self._waiters.discard(approval_id, waiter)
         if timed:
             self._deadlines.released()
 
