@@ -262,21 +262,60 @@ def _lean_addon_manager() -> None:
     ``safecall()`` context manager (a generator and its object) suspended in ``trigger_event``, and two
     generators (``_iter_hooks``, ``traverse``) in ``invoke_addon``. The same order and error handling
     without them: an addon's hooks are listed before the first is called (mitmproxy listed them as it
-    went, which differs only if a hook adds children to its own addon). Re-check: addonmanager.py."""
-    import inspect
+    went, which differs only if a hook adds children to its own addon).
 
-    from mitmproxy import addonmanager, exceptions
+    f) ``trigger_event`` walked the whole addon tree with ``getattr`` for every event (each request:
+    four flow hooks, each followed by an ``update`` event that nothing here implements). The walk's
+    result, per event name, is now kept until the addons change (``add``, ``remove``, ``register``,
+    ``clear``), and ``update`` is not built when no addon has it. An addon that gives itself a hook
+    method later, without going through the manager, is not seen. Re-check: addonmanager.py."""
+    import inspect
+    import types
+
+    from mitmproxy import addonmanager, exceptions, flow, hooks
+
+    def hooks_of(top, name: str) -> tuple:
+        out = []
+        for a in addonmanager.traverse([top]):
+            func = getattr(a, name, None)
+            if not func or isinstance(func, types.ModuleType):   # a module named like a hook: not one
+                continue
+            out.append(func if callable(func) else _not_callable(name, a))
+        return tuple(out)
+
+    def plan(self, name: str) -> tuple:
+        """((top-level addon, its hooks for ``name``), ...) in chain order, without the addons that have none."""
+        plans = self.__dict__.get("_airlock_plans")
+        if plans is None:
+            plans = self._airlock_plans = {}
+        got = plans.get(name)
+        if got is None:
+            got = plans[name] = tuple((top, fs) for top in self.chain if (fs := hooks_of(top, name)))
+        return got
 
     async def trigger_event(self, event) -> None:
-        for i in self.chain:
+        steps = plan(self, event.name)
+        if not steps:
+            return
+        args = event.args()
+        for _, funcs in steps:
             try:
-                await self.invoke_addon(i, event)
+                for func in funcs:
+                    res = func(*args)
+                    if res is not None and inspect.isawaitable(res):
+                        await res
             except exceptions.AddonHalt:
                 return
             except exceptions.OptionsError:
                 raise
             except Exception as e:  # noqa: BLE001 - logged by mitmproxy's own safecall, as before
                 _log_addon_error(e)
+
+    async def handle_lifecycle(self, event) -> None:
+        message = event.args()[0]
+        await self.trigger_event(event)
+        if isinstance(message, flow.Flow) and plan(self, "update"):
+            await self.trigger_event(hooks.UpdateHook([message]))
 
     async def invoke_addon(self, addon, event) -> None:    # the name trims logged tracebacks (cut_traceback)
         for _, func in list(self._iter_hooks(addon, event)):
@@ -288,8 +327,27 @@ def _lean_addon_manager() -> None:
         with addonmanager.safecall():
             raise e
 
-    addonmanager.AddonManager.trigger_event = trigger_event
-    addonmanager.AddonManager.invoke_addon = invoke_addon
+    def _not_callable(name: str, addon):
+        def raiser(*_):
+            raise exceptions.AddonManagerError(f"Addon handler {name} ({addon}) not callable")
+        return raiser
+
+    def forgetting(method):
+        @functools.wraps(method)
+        def wrapper(self, *a, **kw):
+            self._airlock_plans = None
+            try:
+                return method(self, *a, **kw)
+            finally:
+                self._airlock_plans = None
+        return wrapper
+
+    am = addonmanager.AddonManager
+    for name in ("add", "remove", "register", "clear"):
+        setattr(am, name, forgetting(getattr(am, name)))
+    am.trigger_event = trigger_event
+    am.handle_lifecycle = handle_lifecycle
+    am.invoke_addon = invoke_addon
 
 
 _TASK_NAMES: dict[str, str] = {}

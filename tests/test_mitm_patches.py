@@ -269,3 +269,36 @@ async def test_idle_client_connection_is_closed_after_tcp_timeout_and_active_one
     finally:
         m.shutdown()
         await asyncio.wait_for(run, 30)
+
+
+async def test_addon_hook_plans_follow_added_and_removed_addons_and_update_only_when_implemented():
+    from mitmproxy.master import Master
+    from mitmproxy.proxy.layers.http import HttpRequestHook
+    from mitmproxy.test import tflow
+
+    seen: list[str] = []
+
+    class Named:
+        def __init__(self, name: str):
+            self.name = name
+
+        def request(self, flow):
+            seen.append(self.name)
+
+    class Updates:
+        def update(self, flows):
+            seen.append(f"update {len(flows)}")
+
+    m = Master(options.Options())
+    first = Named("first")
+    m.addons.add(first)
+    f = tflow.tflow()
+    await m.addons.handle_lifecycle(HttpRequestHook(f))
+    assert seen == ["first"]
+    m.addons.add(Named("second"), Updates())             # a planned event sees the addons added since
+    await m.addons.handle_lifecycle(HttpRequestHook(f))
+    assert seen == ["first", "first", "second", "update 1"]
+    m.addons.remove(first)
+    seen.clear()
+    await m.addons.handle_lifecycle(HttpRequestHook(f))
+    assert seen == ["second", "update 1"]
