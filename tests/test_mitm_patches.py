@@ -302,3 +302,21 @@ async def test_addon_hook_plans_follow_added_and_removed_addons_and_update_only_
     seen.clear()
     await m.addons.handle_lifecycle(HttpRequestHook(f))
     assert seen == ["second", "update 1"]
+
+
+def test_hook_args_are_the_fields_in_order():
+    from dataclasses import dataclass as dc
+
+    from mitmproxy import hooks
+
+    mitm_patches.apply()
+
+    @dc
+    class TwoHook(hooks.Hook):
+        first: str
+        second: int
+
+    h = TwoHook("a", 2)
+    assert h.args() == ["a", 2] and h.args() == ["a", 2]      # the second from the per-class names
+    h.second = 3
+    assert h.args() == ["a", 3]
