@@ -10,7 +10,7 @@ import pytest
 from mitmproxy.test import tflow
 
 from addons.approvals import Approvals
-from proxy import flowmeta, mitm_patches
+from proxy import flowmeta, mitm_hooks, mitm_patches
 from proxy.approvals.gate import FORWARDED, HELD, MCP_CALL
 from proxy.chain import AddonChain
 from proxy.config import from_dict
@@ -44,12 +44,12 @@ class AlsoLater:
 @pytest.fixture(params=["stock", "lean"])
 async def held(request, tmp_path, audit, monkeypatch):
     """(chain, approvals addon, later addon, make_flow); with mitmproxy's intercept as shipped and with
-    Airlock's future-based one (mitm_patches._lean_flow_resume)."""
+    Airlock's future-based one (mitm_hooks._lean_flow_resume)."""
     if request.param == "lean":
         from mitmproxy import flow as mflow
         for name in ("intercept", "resume", "wait_for_resume"):
             monkeypatch.setattr(mflow.Flow, name, getattr(mflow.Flow, name))   # restored after the test
-        mitm_patches._lean_flow_resume()
+        mitm_hooks._lean_flow_resume()
     rt = Runtime(config=from_dict({"data_dir": str(tmp_path)}), store=MemoryStore(), audit=audit,
                  policy=SimpleNamespace(engine=SimpleNamespace(workflows={"one": WF})))
     approvals, later = Approvals(rt), Later()
@@ -153,7 +153,7 @@ async def test_intercepted_hook_ends_its_task_and_the_resume_completes_it(monkey
     for name in ("intercept", "resume", "wait_for_resume"):
         monkeypatch.setattr(mflow.Flow, name, getattr(mflow.Flow, name))
     monkeypatch.setattr(ProxyConnectionHandler, "hook_task", ProxyConnectionHandler.hook_task)
-    mitm_patches._lean_flow_resume()
+    mitm_hooks._lean_flow_resume()
     f = tflow.tflow()
     seen: list[tuple] = []
     watchdog = mitm_patches._Watchdog(60, None)
