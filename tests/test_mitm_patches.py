@@ -320,3 +320,22 @@ def test_hook_args_are_the_fields_in_order():
     assert h.args() == ["a", 2] and h.args() == ["a", 2]      # the second from the per-class names
     h.second = 3
     assert h.args() == ["a", 3]
+
+
+def test_header_lookups_match_stock_mitmproxy():
+    from collections.abc import Mapping
+
+    from mitmproxy import http
+
+    mitm_patches.apply()
+    h = http.Headers([(b"Content-Type", b"text/plain"), (b"X-Many", b"a"), (b"x-many", b"b"),
+                      (b"X-Bin", b"\xff\xfe")])
+    for key in ("content-type", b"CONTENT-TYPE", "x-many", "X-Bin", "absent", b"absent"):
+        assert h.get(key) == Mapping.get(h, key) and (key in h) == Mapping.__contains__(h, key)
+        assert h.get_all(key) == [x.decode("utf-8", "surrogateescape") for n, x in h.fields
+                                  if n.lower() == (key if isinstance(key, bytes) else key.encode()).lower()]
+    assert h.get("x-many") == "a, b" and h.get("absent", "d") == "d" and h["content-type"] == "text/plain"
+    with pytest.raises(KeyError):
+        h["absent"]
+    with pytest.raises(TypeError):
+        h.get(3)
