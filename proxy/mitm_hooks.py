@@ -54,13 +54,13 @@ def _lean_addon_manager() -> None:
         return tuple(out)
 
     def plan(self, name: str) -> tuple:
-        """((top-level addon, its hooks for ``name``), ...) in chain order, without the addons that have none."""
+        """(each top-level addon's hooks for ``name``, ...) in chain order, without the addons that have none."""
         plans = self.__dict__.get("_airlock_plans")
         if plans is None:
             plans = self._airlock_plans = {}
         got = plans.get(name)
         if got is None:
-            got = plans[name] = tuple((top, fs) for top in self.chain if (fs := hooks_of(top, name)))
+            got = plans[name] = tuple(fs for top in self.chain if (fs := hooks_of(top, name)))
         return got
 
     async def trigger_event(self, event) -> None:
@@ -68,7 +68,7 @@ def _lean_addon_manager() -> None:
         if not steps:
             return
         args = event.args()
-        for _, funcs in steps:
+        for funcs in steps:
             try:
                 for func in funcs:
                     res = func(*args)

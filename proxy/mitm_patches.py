@@ -115,12 +115,8 @@ def _lean_headers() -> None:
         return [v.decode("utf-8", "surrogateescape") for n, v in self.fields if n.lower() == k]
 
     def get(self, key, default=None):
-        k = _header_key(key)
-        values = [v for n, v in self.fields if n.lower() == k]
-        if not values:
-            return default
-        return values[0].decode("utf-8", "surrogateescape") if len(values) == 1 else \
-            ", ".join(v.decode("utf-8", "surrogateescape") for v in values)
+        values = get_all(self, key)
+        return ", ".join(values) if values else default
 
     def contains(self, key) -> bool:
         k = _header_key(key)
