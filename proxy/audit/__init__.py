@@ -18,7 +18,7 @@ from . import metrics as m
 from .clickhouse import redacted_dsn
 from .events import Redactor
 from .supervise import IngesterLink
-from .writer import Writer
+from .writer import ROW, Writer
 
 log = logging.getLogger("airlock.audit")
 
@@ -58,7 +58,7 @@ class AuditSink:
             self.writer.put(kind, fields)
         except Exception:  # noqa: BLE001 - auditing must never break the caller
             m.ROWS_DROPPED.labels("error").inc()
-            log.exception("audit: emit(%r) failed", kind)
+            log.exception("audit: emit(%r) failed", _kind(kind, fields))
 
     def write_now(self, kind: str, **fields: Any) -> bool | None:
         """Write the event (after everything queued before it) to the WAL from this thread: on return it
@@ -72,11 +72,27 @@ class AuditSink:
             return self.writer.write_now(kind, fields)
         except Exception:  # noqa: BLE001
             m.ROWS_DROPPED.labels("error").inc()
-            log.exception("audit: write_now(%r) failed", kind)
+            log.exception("audit: write_now(%r) failed", _kind(kind, fields))
             return False
+
+    def emit_row(self, row: dict[str, Any]) -> None:
+        """``emit`` of a row built already with this sink's ``redactor`` (``proxy.audit.flows.request_row``)."""
+        self.emit_fields(ROW, row)
+
+    def write_now_row(self, row: dict[str, Any]) -> bool | None:
+        """``write_now`` of a row built already with this sink's ``redactor``."""
+        return self.write_now_fields(ROW, row)
 
     async def write(self, kind: str, **fields: Any) -> bool:
         """Queue an event and wait until it is fsynced to the WAL. False if it could not be."""
+        return await self.write_fields(kind, fields)
+
+    async def write_row(self, row: dict[str, Any]) -> bool:
+        """``write`` of a row built already with this sink's ``redactor``."""
+        return await self.write_fields(ROW, row)
+
+    async def write_fields(self, kind: Any, fields: dict[str, Any]) -> bool:
+        """``write`` with the fields in a dict the caller does not change afterwards (see ``emit_fields``)."""
         try:
             loop = asyncio.get_running_loop()
             fut = loop.create_future()
@@ -85,7 +101,7 @@ class AuditSink:
             return await fut
         except Exception:  # noqa: BLE001
             m.ROWS_DROPPED.labels("error").inc()
-            log.exception("audit: write(%r) failed", kind)
+            log.exception("audit: write(%r) failed", _kind(kind, fields))
             return False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -153,6 +169,11 @@ class AuditSink:
                 "wal_segments": ing.get("wal_segments"), "last_error": ing.get("last_error") or w.last_error,
                 "writer_alive": w.alive(), "ingester": self.ingester.state(),
                 **{k: ing.get(k, 0) for k in ("rows_written", "rows_replayed", "rows_deduplicated", "insert_errors")}}
+
+
+def _kind(kind: Any, fields: dict[str, Any]) -> Any:
+    """The kind of an event for a log line (a built row carries it inside)."""
+    return fields.get("kind") if kind is ROW else kind
 
 
 def _secrets(cfg: Any) -> list[str]:

@@ -38,7 +38,7 @@ CHAIN_COLUMNS = ("stream", "seq", "prev_hash", "hash")
 # Column order of a row as inserted (and as hashed: everything except ``hash``).
 COLUMNS = ("ts",) + STR_COLUMNS + INT_COLUMNS + FLOAT_COLUMNS + ("data",) + CHAIN_COLUMNS
 HASHED = COLUMNS[:-1]
-_MAX_INT = 2**63 - 1
+MAX_INT = 2**63 - 1
 
 REDACTED = "[REDACTED]"
 
@@ -65,6 +65,11 @@ _SECRET_KEY = re.compile(
 
 
 _SCALARS = frozenset({bool, int, float})
+
+
+def secret_key(k: str) -> bool:
+    """Is ``k`` a key whose value is a credential whatever it looks like."""
+    return _SECRET_KEY.match(k) is not None
 
 
 class Redactor:
@@ -100,11 +105,20 @@ class Redactor:
             self._cache[s] = out
         return out
 
+    def column(self, v: Any) -> str:
+        """What a string column holds of ``v``: redacted, at most 1,024 characters, "" for None."""
+        if v.__class__ is str:
+            if len(v) < self._min:
+                return v
+            hit = self._cache.get(v)
+            return hit if hit is not None else self.text(v)[:1024]
+        return "" if v is None else self.text(str(v))[:1024]
+
     def secret_key(self, k: str) -> bool:
         """Is ``k`` a key whose value is a credential whatever it looks like (cached: keys repeat)."""
         hit = self._keys.get(k)
         if hit is None:
-            hit = self._keys[k] = _SECRET_KEY.match(k) is not None
+            hit = self._keys[k] = secret_key(k)
             if len(self._keys) > 4096:
                 self._keys.clear()
         return hit
@@ -167,7 +181,7 @@ def _number(v: Any, conv) -> Any:
     except (TypeError, ValueError, OverflowError):
         return None
     if conv is int:
-        return x if 0 <= x <= _MAX_INT else None
+        return x if 0 <= x <= MAX_INT else None
     return x if x == x and abs(x) != _INF else None
 
 
@@ -193,23 +207,16 @@ def build_row(kind: str, fields: dict[str, Any], redactor: Redactor, ts: float |
     row = ROW_TEMPLATE.copy()
     row["ts"] = int(ts * 1_000_000)
     row["kind"] = str(kind)[:64]
-    text, cache, short = redactor.text, redactor._cache, redactor._min
+    column, short = redactor.column, redactor._min
     rest: dict[str, Any] = {}
     aliased: dict[str, Any] | None = None
-    # one set test per field in the common case (a string column); the checks are the ones of ``text`` and
-    # ``_number`` inlined for the values most events carry (short or already-seen strings, plain numbers)
+    # one set test per field in the common case (a string column); the checks of ``column`` and ``_number``
+    # inlined for the values most events carry (short strings, plain numbers)
     for k, v in fields.items():
         if k in _STR_COLS:
-            if v.__class__ is str:
-                if len(v) < short:
-                    row[k] = v
-                else:
-                    hit = cache.get(v)
-                    row[k] = hit if hit is not None else text(v)[:1024]
-            elif v is not None:
-                row[k] = text(str(v))[:1024]
+            row[k] = v if v.__class__ is str and len(v) < short else column(v)
         elif k in _INT_COLS:
-            if v.__class__ is int and 0 <= v <= _MAX_INT:
+            if v.__class__ is int and 0 <= v <= MAX_INT:
                 row[k] = v
             else:
                 _odd_number(row, rest, k, v, int)

@@ -4,12 +4,16 @@ A model call has this one row: its usage (tokens, cost, the call's outcome as ``
 rides in it, so the ledger (``usage_ledger``, a materialized view of these rows) costs no second row."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import orjson
+
 from .. import flowmeta
-from ..meter.record import ledger_fields
+from ..meter.record import LEDGER_FIELDS, ledger_fields
+from ..policy.model import Decision
 from ..sessions import from_headers
-from .events import strip_query
+from .events import MAX_INT, ROW_TEMPLATE, Redactor, build_row, secret_key, strip_query
 
 _MODEL_KINDS = ("openai", "anthropic")
 
@@ -141,3 +145,148 @@ def _add_usage(f: dict[str, Any], usage: dict[str, Any]) -> None:
             f["rule"] = usage["rule"]
     elif usage.get("cached_tokens"):
         f["cached_tokens"] = usage["cached_tokens"]
+
+
+# -- the same row, built straight from the flow ---------------------------------------------------------
+_PLAIN = frozenset({int, float, bool, type(None)})
+_DATA_KEYS = frozenset({"usage_status", "rpc_method", "host", "cached_tokens", *LEDGER_FIELDS})
+
+
+def request_row(flow, redactor: Redactor, error: str | None = None, ts: float | None = None) -> dict[str, Any]:
+    """``build_row("request", request_fields(flow, error), redactor, ts)``, in a third of the time.
+
+    The audit addon calls this once per flow on the event loop. The calls Airlock sees every second (a model
+    call with its usage, an MCP call with its decision, a refusal) are built here column by column; any
+    value off the usual shapes (a count that is not an int, a usage without its ledger fields, a decision
+    that is not a ``Decision``...) takes the reference path, so both give the same row for every flow
+    (tests/audit/test_request_row.py)."""
+    row = _fast_row(flow, redactor, error)
+    if row is None:
+        return build_row("request", request_fields(flow, error), redactor, ts)
+    row["ts"] = int((time.time() if ts is None else ts) * 1_000_000)
+    return row
+
+
+def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
+    """The row without ``ts``, or None when the flow needs the reference path (see ``request_row``)."""
+    md = flow.metadata
+    route, ident = md.get(flowmeta.ROUTE), md.get(flowmeta.IDENTITY)
+    usage, dec = md.get(flowmeta.USAGE), md.get(flowmeta.DECISION)
+    if route.__class__ is not flowmeta.Route or ident.__class__ is not flowmeta.Identity or \
+            (usage is not None and (usage.__class__ is not dict or "usage_source" not in usage)) or \
+            (dec is not None and dec.__class__ is not Decision):
+        return None
+    req, resp = flow.request, flow.response
+    col = red.column
+    row = ROW_TEMPLATE.copy()
+    row["kind"] = "request"
+    row["method"] = col(req.method)
+    row["path"] = col(strip_query(route.path if route.path else req.path))
+    row["account"], row["flow"], row["subject"] = col(ident.account), col(ident.flow), col(ident.subject)
+    row["agent"], row["session"], row["token_id"] = col(ident.agent), col(ident.session), col(ident.token_id)
+    kind = route.kind
+    row["listener"], row["route_kind"], row["route_name"] = col(route.listener), col(kind), col(route.name)
+    if resp is not None:
+        row["status"] = resp.status_code
+        end = resp.timestamp_end or resp.timestamp_start
+        raw = resp.raw_content
+        row["bytes_out"] = len(raw) if raw else int(resp.headers.get("content-length", 0) or 0)
+        if not 0 <= row["bytes_out"] <= MAX_INT or not 0 <= row["status"] <= MAX_INT:
+            return None
+    else:
+        end = flow.error.timestamp if flow.error else None
+    start = req.timestamp_start
+    timed = bool(end and start)
+    if timed:
+        row["latency_ms"] = lat = max(0.0, (end - start) * 1000.0)
+        if lat.__class__ is not float or lat == float("inf"):
+            return None
+    raw = req.raw_content
+    row["bytes_in"] = len(raw) if raw else 0
+    outcome = md.get(flowmeta.OUTCOME)
+    if outcome:
+        row["outcome"] = col(outcome)
+    elif error:
+        row["outcome"] = "error"
+    elif resp is not None:
+        row["outcome"] = "forwarded" if flow.server_conn and flow.server_conn.timestamp_start else "answered"
+    reason = error or None
+    rule = None
+    if dec is not None:
+        row["action"] = col(dec.action)
+        rule = dec.rule
+        reason = reason or dec.reason
+    data: dict[str, Any] = {}
+    model = None
+    if kind == "mcp":
+        body = flowmeta.request_json(flow)
+        if body.__class__ is dict:
+            data["rpc_method"] = method = body.get("method")
+            params = body.get("params")
+            if method == "tools/call" and params.__class__ is dict:
+                row["tool"] = col(params.get("name"))
+            row["server"] = col(route.name)
+    elif kind in _MODEL_KINDS:
+        row["provider"] = col(route.name)
+        body = flowmeta.request_json(flow)
+        if body.__class__ is dict and body.get("model").__class__ is str:
+            model = body["model"]
+    if usage is not None and usage:
+        if not _usage_columns(row, usage, timed):
+            return None
+        v = usage.get("model")
+        if v is not None and v != "":
+            model = v
+        v = usage.get("provider")
+        if v is not None and v != "":
+            row["provider"] = col(v)
+        data.update(ledger_fields(usage))
+        if usage.get("rule") and not rule:
+            rule = usage["rule"]
+    if model is not None:
+        row["model"] = col(model)
+    if rule is not None:
+        row["rule"] = col(rule)
+    if reason is not None:
+        row["reason"] = col(reason)
+    if data:
+        return row if _data_column(row, data, red) else None
+    return row
+
+
+def _usage_columns(row: dict[str, Any], usage: dict[str, Any], timed: bool) -> bool:
+    """Tokens and cost of a gateway usage row into their columns; False if one is off the usual shapes."""
+    tin = _first(usage, _TOKENS_IN) or 0
+    tout = _first(usage, _TOKENS_OUT) or 0
+    tokens = _first(usage, _TOKENS) or (tin + tout) if tin.__class__ is int and tout.__class__ is int else None
+    if tokens.__class__ is not int or not (0 <= tin <= MAX_INT and 0 <= tout <= MAX_INT and 0 <= tokens <= MAX_INT):
+        return False
+    row["tokens_in"], row["tokens_out"], row["tokens"] = tin, tout, tokens or tin + tout
+    cost = _first(usage, _COST)
+    if cost is not None:
+        if cost.__class__ not in (float, int) or cost != cost or abs(cost) == float("inf"):
+            return False
+        row["cost"] = float(cost)
+    # ``duration_ms`` stands in for a latency the flow has no timestamps for: the reference path knows how
+    return timed or usage.get("duration_ms") is None
+
+
+def _data_column(row: dict[str, Any], data: dict[str, Any], red: Redactor) -> bool:
+    """``data`` of plain values (what ``Redactor.value`` would leave of them); False if one is not plain."""
+    cut = red.preview_chars
+    for k, v in data.items():
+        if k not in _DATA_KEYS:
+            return False
+        if v.__class__ is str:
+            v = red.text(v)
+            data[k] = v if len(v) <= cut else v[:cut] + "…"
+        elif v.__class__ not in _PLAIN:
+            return False
+    text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    limit = cut * 8
+    row["data"] = text if len(text) <= limit else text[:limit] + "…"
+    return True
+
+
+if any(secret_key(k) for k in _DATA_KEYS):
+    raise RuntimeError("audit: a data key of the request row reads as a credential; _data_column must redact it")

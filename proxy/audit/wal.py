@@ -118,17 +118,17 @@ class Wal:
                 self.seal()
             if self._fh is None:
                 self._path = self.dir / f"{time.time_ns():020d}-{self.stream}{OPEN_SUFFIX}"
-                self._fh = open(self._path, "ab")
+                self._fh = open(self._path, "ab", buffering=0)     # each write() is one system call
                 self._size, self.rows, self.opened = 0, 0, time.monotonic()
                 self.dir_dirty = True          # its directory entry: fsynced with its first rows (dirty_fd)
-            size = 0
-            # joined a slice at a time: a buffer of a whole batch (megabytes) is mapped fresh from the OS and
-            # page-faulted in for every batch; slices this size reuse the same heap memory
-            for i in range(0, len(lines), _LINES_PER_WRITE):
-                data = b"".join(lines[i:i + _LINES_PER_WRITE])
-                self._fh.write(data)
-                size += len(data)
-            self._fh.flush()
+            if len(lines) == 1:                 # a governed call's row (``Writer.write_now``)
+                size = _write_all(self._fh, lines[0])
+            else:
+                # joined a slice at a time: a buffer of a whole batch (megabytes) is mapped fresh from the OS and
+                # page-faulted in for every batch; slices this size reuse the same heap memory
+                size = 0
+                for i in range(0, len(lines), _LINES_PER_WRITE):
+                    size += _write_all(self._fh, b"".join(lines[i:i + _LINES_PER_WRITE]))
             self.dirty = True
         except OSError as e:
             # A partial write leaves a torn line that readers skip; start a fresh segment next time.
@@ -238,6 +238,20 @@ class Detached:
             fsync_dir(self.path.parent)
         except OSError as e:
             raise WalError(e.errno, f"audit WAL seal failed in {self.path.parent}: {e.strerror or e}") from e
+
+
+def _write_all(fh: Any, data: bytes) -> int:
+    """Write ``data`` to an unbuffered file (a short write, such as on a nearly full disk, is continued and
+    raises once nothing more fits)."""
+    n = fh.write(data)
+    if n != len(data):
+        view = memoryview(data)
+        while n < len(data):
+            k = fh.write(view[n:])
+            if not k:
+                raise OSError(28, "No space left on device")
+            n += k
+    return n
 
 
 def _close(fh: Any) -> None:

@@ -41,6 +41,7 @@ MAX_UNSAVED = 200_000          # rows kept in memory while the WAL cannot be wri
 # fsyncs what ``write_now`` wrote within GROUP_SECONDS.
 GROUP_SECONDS = 0.01
 WAKE_AT = 512
+ROW = object()      # the kind of a queued item that is a row already built (``build_row``, ``request_row``)
 
 
 class _Seal:
@@ -75,6 +76,10 @@ class Writer:
         self._dropped_logged = 0.0
         self._urgent = False            # a waiter, a seal marker or stop is queued: drain now
         self._parked = False            # the writer sleeps until told (nothing queued, nothing pending)
+        # the metrics of rows written (held under ``_io``): published by the writer thread once per round, not
+        # per row (a prometheus update takes a lock and costs about as much as writing the row)
+        self._tally = m.Tally()
+        self._written = 0
 
     # -- producer side (any thread) -----------------------------------------------------
     def put(self, kind: str, fields: dict[str, Any], waiter: tuple | None = None) -> bool:
@@ -96,22 +101,31 @@ class Writer:
         if now - self._dropped_logged > 5:
             self._dropped_logged = now
             log.error("audit: event %r dropped (%s; queue size %d): raise audit.queue_size or check the "
-                      "writer (see airlock_audit_rows_dropped_total)", kind, reason, self.queue_size)
+                      "writer (see airlock_audit_rows_dropped_total)", fields.get("kind") if kind is ROW else kind,
+                      reason, self.queue_size)
         return False
 
-    def write_now(self, kind: str, fields: dict[str, Any]) -> bool | None:
+    def write_now(self, kind: Any, fields: dict[str, Any]) -> bool | None:
         """Write this event, and every event queued before it, to the WAL from the calling thread (no
         hand-off to the writer thread). On return they survive a crash of this process; the writer
         fsyncs them within GROUP_SECONDS. False: the WAL could not take them (they are kept in memory).
-        None: a flush or a ``write()`` waiter is queued; use ``put`` with a waiter instead."""
+        None: a flush or a ``write()`` waiter is queued; use ``put`` with a waiter instead.
+        ``kind`` ROW: ``fields`` is a row already built (it is chained and written as it is)."""
         ts = time.time()
         with self._io:
-            with self._cv:
-                if self._stopping or self._urgent or not self.alive():
-                    return None
-                items = list(self._q)
-                self._q.clear()
-            items.append((kind, fields, ts, None))
+            if self._q or self._urgent or self._stopping:      # events queued before it: taken under the
+                with self._cv:                                  # queue's lock, written first
+                    if self._stopping or self._urgent or not self.alive():
+                        return None
+                    items = list(self._q)
+                    self._q.clear()
+                items.append((kind, fields, ts, None))
+            elif self.alive():
+                # nothing queued: an event another thread queues meanwhile is concurrent with this one and
+                # is written after it (by the writer thread, or by the next ``write_now``)
+                items = [(kind, fields, ts, None)]
+            else:
+                return None
             ok, _ = self._persist(items)
         with self._cv:
             if self._parked:                    # asleep with nothing pending: it must fsync these rows
@@ -135,6 +149,7 @@ class Writer:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
+        m.ACCEPTING.set(1 if self.accepting else 0)
         self._thread = threading.Thread(target=self._run, name="airlock-audit-writer", daemon=True)
         self._thread.start()
 
@@ -166,9 +181,11 @@ class Writer:
                     markers = [it[1] for it in items if it[0] is None]
                     ok, waiters = self._persist(events) if (events or self._unsaved) else (True, {})
                     dirty = self.wal.dirty_fd()
+                    written, self._written = self._written, 0
+                    self._tally.publish()
                 m.QUEUE_DEPTH.set(0)
-                if dirty is not None:               # outside the lock: write_now goes on meanwhile
-                    ok = self._fsync(*dirty) and ok
+                synced = self._fsync(*dirty) if dirty is not None else True   # outside the lock: write_now
+                ok = synced and ok                                              # goes on meanwhile
                 _tell(waiters, ok)
                 with self._io:                      # only the hand-over: the disk waits happen outside
                     w = self.wal
@@ -179,6 +196,7 @@ class Writer:
                 for mk in markers:
                     mk.ok = sealed and not unsaved
                     mk.done.set()
+                self._publish(written, synced)
             except Exception:  # noqa: BLE001 - the writer thread must never die
                 log.exception("audit: writer loop error (rows written so far stay in the WAL)")
                 stopping = self._stopping
@@ -190,6 +208,12 @@ class Writer:
                     m.ROWS_DROPPED.labels("wal_unwritable").inc(len(self._unsaved))
                     log.error("audit: stopping with %d rows the WAL could not take: dropped", len(self._unsaved))
                 return
+
+    @staticmethod
+    def _publish(written: int, durable: bool) -> None:
+        """Count the rows written since the last round once they are fsynced (a failed fsync: not durable)."""
+        if written and durable:
+            m.ROWS_DURABLE.inc(written)
 
     def _sleep(self) -> None:
         """Wait (holding the condition) until the queue is worth draining."""
@@ -243,34 +267,37 @@ class Writer:
         lines = self._unsaved                   # a row is kept as its WAL line: its dict is freed at once
         self._unsaved = []
         waiters: dict[Any, list] = {}
-        red, link, keep, dumps = self.redactor, self.chain.link, lines.append, orjson.dumps
-        tally = m.Tally()
-        count = tally.add
+        red, link, keep, dumps, nl = self.redactor, self.chain.link, lines.append, orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        count = self._tally.add
         for kind, fields, ts, waiter in items:
-            try:
-                row = build_row(kind, fields, red, ts)
-            except Exception as e:  # noqa: BLE001 - odd input must not lose the event
-                row = build_row("error", {"reason": f"unbuildable audit event {kind!r}: {type(e).__name__}"},
-                                red, ts)
+            if kind is ROW:
+                row = fields
+            else:
+                try:
+                    row = build_row(kind, fields, red, ts)
+                except Exception as e:  # noqa: BLE001 - odd input must not lose the event
+                    row = build_row("error", {"reason": f"unbuildable audit event {kind!r}: {type(e).__name__}"},
+                                    red, ts)
             link(row)
             count(row)
-            keep(dumps(row) + b"\n")
+            keep(dumps(row, option=nl))
             if waiter is not None:
                 waiters.setdefault(waiter[0], []).append(waiter[1])
-        tally.publish()
         ok = True
         try:
             if lines:
                 self.wal.write_lines(lines)
-            m.ROWS_DURABLE.inc(len(lines))
+            self._written += len(lines)
             if not self.accepting:
                 log.warning("audit: WAL writable again; accepting governed calls")
-            self.accepting = True
+                self.accepting = True
+                m.ACCEPTING.set(1)
         except WalError as e:
             ok = False
             m.WAL_ERRORS.inc()
             self.last_error = str(e)
             self.accepting = not self.fail_closed
+            m.ACCEPTING.set(0 if self.fail_closed else 1)
             log.error("audit: %s; %d rows held in memory%s", e, len(lines),
                       "; refusing governed calls (audit.fail_closed)" if self.fail_closed else "")
             kept = lines[-MAX_UNSAVED:]
@@ -279,7 +306,6 @@ class Writer:
                 log.error("audit: %d rows dropped: WAL unwritable and memory buffer full",
                           len(lines) - len(kept))
             self._unsaved = kept
-        m.ACCEPTING.set(1 if self.accepting else 0)
         return ok, waiters
 
 
