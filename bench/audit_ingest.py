@@ -77,23 +77,35 @@ async def _ingest(events: int, tmp: Path) -> dict:
 
 
 def _addon_cost(n: int = 20000) -> dict:
-    """The audit addon's work on the event loop for one governed request (row fields + durable enqueue)."""
+    """The audit addon's row on the event loop for one governed model call: ``request_row`` (what the addon
+    builds and hands to ``write_now_row``), beside the reference path it replaces (``request_fields`` +
+    ``build_row``)."""
     from mitmproxy.test import tflow
     from proxy import flowmeta
-    from proxy.audit.flows import request_fields
+    from proxy.audit.events import Redactor, build_row
+    from proxy.audit.flows import request_fields, request_row
     f = tflow.tflow(resp=True)
     f.request.path = "/openai/v1/chat/completions?api-version=1"
     f.request.content = b'{"model": "gpt-4o-mini", "messages": []}'
     f.metadata[flowmeta.IDENTITY] = flowmeta.Identity("0123456789abcdef", "acme", "ci", "alice", "claude", "s1")
     f.metadata[flowmeta.ROUTE] = flowmeta.Route("gateway", "openai", "openai", "/v1/chat/completions")
-    f.metadata[flowmeta.USAGE] = {"input_tokens": 120, "output_tokens": 40, "cost_usd": 0.00012,
-                                  "model": "gpt-4o-mini", "provider": "openai"}
-    for _ in range(500):
-        request_fields(f)
-    t = time.perf_counter()
-    for _ in range(n):
-        request_fields(f)
-    return {"addon_fields_us": round((time.perf_counter() - t) / n * 1e6, 2)}
+    f.metadata[flowmeta.USAGE] = {"provider": "openai", "api": "chat", "model": "gpt-4o-mini", "stream": False,
+                                  "input_tokens": 120, "output_tokens": 40, "cached_tokens": 0,
+                                  "cache_write_tokens": 0, "reasoning_tokens": 0, "usage_source": "provider",
+                                  "cost_estimated_usd": None, "cost_usd": 0.00012, "reserved_usd": 0.0,
+                                  "ttft_ms": None, "duration_ms": 2.1, "status": "ok", "http_status": 200,
+                                  "cut_reason": None, "reason": None, "price_source": "genai-prices"}
+    red = Redactor(["sk-bench-upstream-0123456789"])
+    out = {}
+    for name, build in (("addon_row_us", lambda: request_row(f, red)),
+                        ("reference_row_us", lambda: build_row("request", request_fields(f), red))):
+        for _ in range(500):
+            build()
+        t = time.perf_counter()
+        for _ in range(n):
+            build()
+        out[name] = round((time.perf_counter() - t) / n * 1e6, 2)
+    return out
 
 
 def run(events: int = 200_000) -> dict:
@@ -101,7 +113,7 @@ def run(events: int = 200_000) -> dict:
         res = asyncio.run(_ingest(events, Path(d)))
     res.update(_addon_cost())
     # the proxy spends ~850 us CPU per request (bench/RESULTS.md, bare mitmproxy ≈ 1.2k req/s per core)
-    per_request_us = res["addon_fields_us"] + res["proxy_cpu_us_per_row"]
+    per_request_us = res["addon_row_us"] + res["proxy_cpu_us_per_row"]
     res["audit_us_per_request"] = round(per_request_us, 1)
     res["audit_share_at_850us"] = round(per_request_us / (850 + per_request_us), 4)
     return res
