@@ -64,7 +64,7 @@ class Audit:
 
     def response(self, flow: http.HTTPFlow):
         row = self._row(flow, None, "request")
-        route = flowmeta.route(flow)
+        route = flow.metadata.get(flowmeta.ROUTE)
         if self._write is None or route is None or not route.governed:
             self._emit(row)
             return None

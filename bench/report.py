@@ -7,6 +7,7 @@ _KEEP_START, _KEEP_END = "<!-- analysis:start -->", "<!-- analysis:end -->"
 
 TITLES = {
     "http_post": "Non-streaming 1 KB POST through the gateway (closed loop: wrk; open loop: bench/openloop.py)",
+    "audit_cost": "What audit costs the gateway: with and without the audit addon, alternated (bench/audit_cost.py)",
     "sse": "SSE through the gateway: time to first token, events/s, per-event latency, concurrent streams",
     "sse_metering": "SSE with metering on (bench/sse_metering.py)",
     "mcp_calls": "MCP tools/call through the firewall, policy (200 rules) + audit on (bench/mcp_calls.py)",
@@ -27,6 +28,9 @@ def section(name: str, res: dict) -> str:
     if name == "http_post":
         from . import http_post
         return http_post.table(res) + "\n"
+    if name == "audit_cost":
+        from . import audit_cost
+        return audit_cost.table(res)
     if name == "sse":
         from . import sse
         return sse.table(res) + "\n"
@@ -144,6 +148,12 @@ def targets_table(results: dict) -> str:
         rel = ah.get("release_ms_p99")
         add("approvals: decision-to-release p99", f"{rel} ms", "≤ 20 ms", (rel or 1e9) <= 20,
             f"{rel - 20:.2f} ms over" if rel else "")
+    ac = R.get("audit_cost") or {}
+    if ac:
+        worst = max(ac["cost"], ac.get("cost_cpu", 0))
+        add("audit on: cost to gateway req/s (audit_cost: median of alternated rounds; CPU of the whole tree)",
+            f"{100 * ac['cost']:.1f}%; {100 * ac.get('cost_cpu', 0):.1f}%", "≤ 10% (both)", worst <= 0.10,
+            f"{100 * (worst - 0.10):.1f} points over")
     au = R.get("audit_ingest") or {}
     if au:
         add("audit ingest rows/s (wall clock)", au.get("rows_per_s"), "≥ 50,000", (au.get("rows_per_s") or 0) >= 50000,

@@ -25,8 +25,8 @@ from pathlib import Path
 from . import report
 from .common import LOAD_CPU, ROOT, loadavg
 
-SCENARIOS = ["http_post", "sse", "sse_metering", "mcp_calls", "policy_decide", "audit_ingest", "approvals_hold",
-             "workers", "profile", "rss"]
+SCENARIOS = ["http_post", "audit_cost", "sse", "sse_metering", "mcp_calls", "policy_decide", "audit_ingest",
+             "approvals_hold", "workers", "profile", "rss"]
 
 
 def _log(msg: str) -> None:
@@ -69,6 +69,9 @@ def scenario(name: str, smoke: bool, peers: dict) -> dict:
             return http_post.run(cat, seconds=1, runs_c1=1, runs_c50=1, ol_seconds=1, rates=[100], log=_log)
         return http_post.run(targets.catalogue(peers=peers), seconds=4, runs_c1=2, runs_c50=3, ol_seconds=5,
                              step_seconds=3, log=_log)
+    if name == "audit_cost":
+        from . import audit_cost
+        return audit_cost.run(1, 1, log=_log) if smoke else audit_cost.run(8, 5, log=_log)
     if name == "sse":
         from . import sse
         sse_peers = {k: v for k, v in peers.items() if not k.startswith("Portkey")}

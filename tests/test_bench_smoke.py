@@ -70,7 +70,10 @@ def test_component_scenarios_have_figures(smoke):
     pol = results["policy_decide"]["result"]["scenarios"]
     assert pol and all(_num(v["p50_us"]) for v in pol.values())
     audit = results["audit_ingest"]["result"]
-    assert _num(audit["rows_per_s"]) and audit["dropped"] == 0
+    assert _num(audit["rows_per_s"]) and audit["dropped"] == 0 and _num(audit["addon_row_us"])
+    cost = results["audit_cost"]["result"]
+    assert cost["errors"] == 0 and _num(cost["with"]["rps_median"]) and _num(cost["without"]["rps_median"])
+    assert _num(cost["with"]["event_loop_us"]) and cost["with"]["audit_writer_us"] >= 0
     held = results["approvals_hold"]["result"]
     assert held["held"] == held["holds"] and held["client_errors"] == 0
     sm = results["sse_metering"]["result"]

@@ -167,6 +167,33 @@ def request_row(flow, redactor: Redactor, error: str | None = None, ts: float | 
     return row
 
 
+# Who called what: the string columns a caller's calls to one endpoint share, kept as a row to copy. Keyed by
+# the Identity object (the identity addon hands out the same one per token and session) and the route; each
+# entry holds its Identity and Redactor, so neither id can be reused while it is cached.
+_CALLERS: dict[tuple, tuple[Any, Redactor, dict[str, Any]]] = {}
+_MAX_CALLERS = 1024
+
+
+def _caller_row(red: Redactor, ident: flowmeta.Identity, route: flowmeta.Route, req) -> dict[str, Any]:
+    """A fresh row with kind, method, path, the identity's and the route's columns filled in."""
+    method, path = req.method, route.path or req.path
+    key = (id(ident), id(red), route.listener, route.kind, route.name, path, method)
+    hit = _CALLERS.get(key)
+    if hit is not None and hit[0] is ident and hit[1] is red:
+        return hit[2].copy()
+    col = red.column
+    row = ROW_TEMPLATE.copy()
+    row["kind"] = "request"
+    row["method"], row["path"] = col(method), col(strip_query(path))
+    row["account"], row["flow"], row["subject"] = col(ident.account), col(ident.flow), col(ident.subject)
+    row["agent"], row["session"], row["token_id"] = col(ident.agent), col(ident.session), col(ident.token_id)
+    row["listener"], row["route_kind"], row["route_name"] = col(route.listener), col(route.kind), col(route.name)
+    if len(_CALLERS) >= _MAX_CALLERS:
+        _CALLERS.clear()
+    _CALLERS[key] = (ident, red, row)
+    return row.copy()
+
+
 def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
     """The row without ``ts``, or None when the flow needs the reference path (see ``request_row``)."""
     md = flow.metadata
@@ -178,14 +205,7 @@ def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
         return None
     req, resp = flow.request, flow.response
     col = red.column
-    row = ROW_TEMPLATE.copy()
-    row["kind"] = "request"
-    row["method"] = col(req.method)
-    row["path"] = col(strip_query(route.path if route.path else req.path))
-    row["account"], row["flow"], row["subject"] = col(ident.account), col(ident.flow), col(ident.subject)
-    row["agent"], row["session"], row["token_id"] = col(ident.agent), col(ident.session), col(ident.token_id)
-    kind = route.kind
-    row["listener"], row["route_kind"], row["route_name"] = col(route.listener), col(kind), col(route.name)
+    row = _caller_row(red, ident, route, req)
     if resp is not None:
         row["status"] = resp.status_code
         end = resp.timestamp_end or resp.timestamp_start
@@ -218,6 +238,7 @@ def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
         reason = reason or dec.reason
     data: dict[str, Any] = {}
     model = None
+    kind = route.kind
     if kind == "mcp":
         body = flowmeta.request_json(flow)
         if body.__class__ is dict:
@@ -256,8 +277,11 @@ def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
 
 def _usage_columns(row: dict[str, Any], usage: dict[str, Any], timed: bool) -> bool:
     """Tokens and cost of a gateway usage row into their columns; False if one is off the usual shapes."""
-    tin = _first(usage, _TOKENS_IN) or 0
-    tout = _first(usage, _TOKENS_OUT) or 0
+    # the names the gateway's usage row uses first (what ``_first`` would find), the others if they are empty
+    tin = usage.get("input_tokens")
+    tin = (tin if tin is not None and tin != "" else _first(usage, _TOKENS_IN)) or 0
+    tout = usage.get("output_tokens")
+    tout = (tout if tout is not None and tout != "" else _first(usage, _TOKENS_OUT)) or 0
     tokens = _first(usage, _TOKENS) or (tin + tout) if tin.__class__ is int and tout.__class__ is int else None
     if tokens.__class__ is not int or not (0 <= tin <= MAX_INT and 0 <= tout <= MAX_INT and 0 <= tokens <= MAX_INT):
         return False

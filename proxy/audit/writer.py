@@ -113,20 +113,20 @@ class Writer:
         ``kind`` ROW: ``fields`` is a row already built (it is chained and written as it is)."""
         ts = time.time()
         with self._io:
-            if self._q or self._urgent or self._stopping:      # events queued before it: taken under the
-                with self._cv:                                  # queue's lock, written first
+            if self._q or self._urgent or self._stopping or self._unsaved:   # events queued before it: taken
+                with self._cv:                                                # under the queue's lock, first
                     if self._stopping or self._urgent or not self.alive():
                         return None
                     items = list(self._q)
                     self._q.clear()
                 items.append((kind, fields, ts, None))
+                ok, _ = self._persist(items)
             elif self.alive():
                 # nothing queued: an event another thread queues meanwhile is concurrent with this one and
                 # is written after it (by the writer thread, or by the next ``write_now``)
-                items = [(kind, fields, ts, None)]
+                ok = self._write([self._line(kind, fields, ts)])
             else:
                 return None
-            ok, _ = self._persist(items)
         with self._cv:
             if self._parked:                    # asleep with nothing pending: it must fsync these rows
                 self._parked = False
@@ -267,33 +267,33 @@ class Writer:
         lines = self._unsaved                   # a row is kept as its WAL line: its dict is freed at once
         self._unsaved = []
         waiters: dict[Any, list] = {}
-        red, link, keep, dumps, nl = self.redactor, self.chain.link, lines.append, orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        count = self._tally.add
+        line, keep = self._line, lines.append
         for kind, fields, ts, waiter in items:
-            if kind is ROW:
-                row = fields
-            else:
-                try:
-                    row = build_row(kind, fields, red, ts)
-                except Exception as e:  # noqa: BLE001 - odd input must not lose the event
-                    row = build_row("error", {"reason": f"unbuildable audit event {kind!r}: {type(e).__name__}"},
-                                    red, ts)
-            link(row)
-            count(row)
-            keep(dumps(row, option=nl))
+            keep(line(kind, fields, ts))
             if waiter is not None:
                 waiters.setdefault(waiter[0], []).append(waiter[1])
-        ok = True
+        return (self._write(lines) if lines else True), waiters
+
+    def _line(self, kind: Any, fields: dict[str, Any], ts: float) -> bytes:
+        """The WAL line of one event: its row built (unless ``kind`` is ROW), chained and counted. Holds ``_io``."""
+        if kind is ROW:
+            row = fields
+        else:
+            try:
+                row = build_row(kind, fields, self.redactor, ts)
+            except Exception as e:  # noqa: BLE001 - odd input must not lose the event
+                row = build_row("error", {"reason": f"unbuildable audit event {kind!r}: {type(e).__name__}"},
+                                self.redactor, ts)
+        self.chain.link(row)
+        self._tally.add(row)
+        return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+
+    def _write(self, lines: list[bytes]) -> bool:
+        """Append ``lines`` to the WAL; if it cannot take them, keep them for the next round and (with
+        fail_closed) stop accepting governed calls. Holds ``_io``."""
         try:
-            if lines:
-                self.wal.write_lines(lines)
-            self._written += len(lines)
-            if not self.accepting:
-                log.warning("audit: WAL writable again; accepting governed calls")
-                self.accepting = True
-                m.ACCEPTING.set(1)
+            self.wal.write_lines(lines)
         except WalError as e:
-            ok = False
             m.WAL_ERRORS.inc()
             self.last_error = str(e)
             self.accepting = not self.fail_closed
@@ -306,7 +306,13 @@ class Writer:
                 log.error("audit: %d rows dropped: WAL unwritable and memory buffer full",
                           len(lines) - len(kept))
             self._unsaved = kept
-        return ok, waiters
+            return False
+        self._written += len(lines)
+        if not self.accepting:
+            log.warning("audit: WAL writable again; accepting governed calls")
+            self.accepting = True
+            m.ACCEPTING.set(1)
+        return True
 
 
 def _tell(waiters: dict, ok: bool) -> None:

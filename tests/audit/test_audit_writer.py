@@ -220,16 +220,20 @@ async def test_disk_full_fails_closed_then_recovers(make_sink, tmp_path):
                 break
         assert results[-1] is False                  # the WAL filled up
         assert not s.accepting and not s.healthy()   # governed calls are refused from now on
+        assert s.write_now("request", path="/now-full") is False     # from the event loop: kept in memory too
         assert m.ROWS_DROPPED.labels("wal_unwritable")._value.get() == 0
         # space comes back (the rows reach ClickHouse and their segments are deleted): accepting again
         subprocess.run(["mount", "-o", "remount,size=16m", str(wal)], check=True)
         assert await s.write("request", path="/after")
         assert s.accepting
+        assert s.write_now("request", path="/now-after") is True
         await s.close()
         s2 = make_sink()
         await s2.start()
         n = s2.query("SELECT count() AS n FROM events WHERE kind='request'")[0]["n"]
-        assert n == len(results) + 1                 # nothing forgotten, the failed ones included
+        assert n == len(results) + 3                 # nothing forgotten, the failed ones included
+        paths = [r["path"] for r in s2.query("SELECT path FROM events WHERE kind='request' ORDER BY seq")]
+        assert paths[-3:] == ["/now-full", "/after", "/now-after"]    # in the order they were written
         await s2.close()
     finally:
         subprocess.run(["umount", "-l", str(wal)])

@@ -40,6 +40,9 @@ def _usage(rng: random.Random) -> dict:
             "price_source": rng.choice([None, "genai-prices"])}
 
 
+_IDENTITIES: dict[tuple, flowmeta.Identity] = {}
+
+
 def _flow(rng: random.Random):
     kind = rng.choice(["openai", "anthropic", "mcp", "other"])
     body = {"model": rng.choice(STRINGS + [5, None])} if kind != "mcp" else rng.choice([
@@ -55,10 +58,10 @@ def _flow(rng: random.Random):
     if rng.random() < 0.9:
         f.metadata[flowmeta.ROUTE] = flowmeta.Route(rng.choice(["gateway", "proxy"]), kind,
                                                     rng.choice(STRINGS[:4]), rng.choice(["", path]))
-    if rng.random() < 0.9:
-        f.metadata[flowmeta.IDENTITY] = flowmeta.Identity(
-            "0123456789abcdef", rng.choice(STRINGS), rng.choice([None, "ci"]), rng.choice([None, "alice"]),
-            rng.choice(STRINGS + [None]), rng.choice(STRINGS + [None]))
+    if rng.random() < 0.9:                              # the same Identity object again and again, as in Airlock
+        who = (rng.choice(STRINGS[:6]), rng.choice([None, "ci"]), None, rng.choice(STRINGS[:6] + [None]),
+               rng.choice(STRINGS + [None]))
+        f.metadata[flowmeta.IDENTITY] = _IDENTITIES.setdefault(who, flowmeta.Identity("0123456789abcdef", *who))
     if kind in ("openai", "anthropic") and rng.random() < 0.8:
         f.metadata[flowmeta.USAGE] = _usage(rng) if rng.random() < 0.9 else \
             rng.choice([{}, {"input_tokens": 3, "cached_tokens": 2}, {"tokens_in": 4, "cost": 0.5}])
