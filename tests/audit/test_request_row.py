@@ -110,3 +110,25 @@ def test_the_usual_model_call_takes_the_fast_path(monkeypatch):
     for _ in range(2):                           # the caller's columns built, then reused
         got = flows.request_row(f, RED, None, 1.0)
         assert got == want and got["tokens"] == 132 and orjson.loads(got["data"])["api"] == "chat"
+
+
+def test_a_callers_next_call_starts_from_a_clean_row():
+    """Calls of one caller to one endpoint share their string columns (cached per Identity and route): what
+    one call sets (a decision, usage, an error) never leaks into the next one's row."""
+    rng = random.Random(7)
+    pairs = 0
+    while pairs < 300:
+        first, second = _flow(rng), _flow(rng)
+        route, ident = first.metadata.get(flowmeta.ROUTE), first.metadata.get(flowmeta.IDENTITY)
+        if route is None or ident is None:
+            continue
+        second.metadata[flowmeta.ROUTE] = flowmeta.Route(route.listener, route.kind, route.name, route.path)
+        second.metadata[flowmeta.IDENTITY] = ident
+        second.request.method, second.request.path = first.request.method, first.request.path
+        try:
+            request_row(first, RED, rng.choice([None, "reset"]), 1.0)
+            want = build_row("request", request_fields(second), RED, 1.0)
+        except TypeError:                     # odd usage the reference cannot add up (checked above)
+            continue
+        assert request_row(second, RED, None, 1.0) == want or _same_nan(request_row(second, RED, None, 1.0), want)
+        pairs += 1
