@@ -58,7 +58,7 @@ def cpu(pid: int) -> dict[str, float]:
         except OSError:
             continue
         key = "event_loop" if int(tid) == pid else "audit_writer" if name.startswith("airlock-audit") \
-            else "other_threads"
+            else "other_threads"                    # the writer names itself in the OS (proxy.audit.writer)
         out[key] += t / _TICK
     for child in _children(pid):
         try:

@@ -167,6 +167,7 @@ class Writer:
 
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
+        _name_os_thread(b"airlock-audit-w")
         while True:
             with self._cv:
                 self._sleep()
@@ -313,6 +314,16 @@ class Writer:
             self.accepting = True
             m.ACCEPTING.set(1)
         return True
+
+
+def _name_os_thread(name: bytes) -> None:
+    """Give the calling thread its name in the OS too (``top -H``, ``/proc/PID/task/TID/comm``; at most 15
+    bytes): Python names its threads for itself only. Best effort (Linux ``prctl(PR_SET_NAME)``)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _tell(waiters: dict, ok: bool) -> None:
