@@ -66,6 +66,9 @@ async def test_the_journal_is_folded_once_it_outgrows_the_snapshot(tmp_path, mon
     for i in range(30):
         await store.hset(req.key, {"outcome": str(i).encode() * 200})
         assert await wait_for(lambda: not store._dirty)
+    # ``_dirty`` clears when the flusher takes the changes, before its thread has written them: wait for the
+    # flusher itself (it ends once nothing is left to write)
+    await store._flusher
     assert store._journal_bytes <= store._snapshot_bytes + 2000
     await svc.close()
     assert (await MemoryStore(path).hgetall(req.key))["outcome"] == b"29" * 200
