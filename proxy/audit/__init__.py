@@ -18,7 +18,7 @@ from . import metrics as m
 from .clickhouse import redacted_dsn
 from .events import Redactor
 from .supervise import IngesterLink
-from .writer import ROW, Writer
+from .writer import ROW, Writer, kind_of
 
 log = logging.getLogger("airlock.audit")
 
@@ -58,7 +58,7 @@ class AuditSink:
             self.writer.put(kind, fields)
         except Exception:  # noqa: BLE001 - auditing must never break the caller
             m.ROWS_DROPPED.labels("error").inc()
-            log.exception("audit: emit(%r) failed", _kind(kind, fields))
+            log.exception("audit: emit(%r) failed", kind_of(kind, fields))
 
     def write_now(self, kind: str, **fields: Any) -> bool | None:
         """Write the event (after everything queued before it) to the WAL from this thread: on return it
@@ -72,7 +72,7 @@ class AuditSink:
             return self.writer.write_now(kind, fields)
         except Exception:  # noqa: BLE001
             m.ROWS_DROPPED.labels("error").inc()
-            log.exception("audit: write_now(%r) failed", _kind(kind, fields))
+            log.exception("audit: write_now(%r) failed", kind_of(kind, fields))
             return False
 
     def emit_row(self, row: dict[str, Any]) -> None:
@@ -101,7 +101,7 @@ class AuditSink:
             return await fut
         except Exception:  # noqa: BLE001
             m.ROWS_DROPPED.labels("error").inc()
-            log.exception("audit: write(%r) failed", _kind(kind, fields))
+            log.exception("audit: write(%r) failed", kind_of(kind, fields))
             return False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -169,11 +169,6 @@ class AuditSink:
                 "wal_segments": ing.get("wal_segments"), "last_error": ing.get("last_error") or w.last_error,
                 "writer_alive": w.alive(), "ingester": self.ingester.state(),
                 **{k: ing.get(k, 0) for k in ("rows_written", "rows_replayed", "rows_deduplicated", "insert_errors")}}
-
-
-def _kind(kind: Any, fields: dict[str, Any]) -> Any:
-    """The kind of an event for a log line (a built row carries it inside)."""
-    return fields.get("kind") if kind is ROW else kind
 
 
 def _secrets(cfg: Any) -> list[str]:

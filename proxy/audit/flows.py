@@ -123,16 +123,21 @@ def request_fields(flow, error: str | None = None) -> dict[str, Any]:
     return f
 
 
+def _usage_figures(usage: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """(tokens in, tokens out, total tokens or None, cost or None) under the names a usage carries them,
+    as they are (both row builders check them their own way)."""
+    return (_first(usage, _TOKENS_IN) or 0, _first(usage, _TOKENS_OUT) or 0, _first(usage, _TOKENS),
+            _first(usage, _COST))
+
+
 def _add_usage(f: dict[str, Any], usage: dict[str, Any]) -> None:
     """The call's usage: tokens, cost, model and provider columns, and what the ledger keeps in ``data``."""
     if not usage:
         return
-    tin = _first(usage, _TOKENS_IN) or 0
-    tout = _first(usage, _TOKENS_OUT) or 0
+    tin, tout, total, cost = _usage_figures(usage)
     f["tokens_in"] = tin
     f["tokens_out"] = tout
-    f["tokens"] = _first(usage, _TOKENS) or (tin + tout)
-    cost = _first(usage, _COST)
+    f["tokens"] = total or (tin + tout)
     if cost is not None:
         f["cost"] = cost
     v = usage.get("model")
@@ -277,16 +282,11 @@ def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
 
 def _usage_columns(row: dict[str, Any], usage: dict[str, Any], timed: bool) -> bool:
     """Tokens and cost of a gateway usage row into their columns; False if one is off the usual shapes."""
-    # the names the gateway's usage row uses first (what ``_first`` would find), the others if they are empty
-    tin = usage.get("input_tokens")
-    tin = (tin if tin is not None and tin != "" else _first(usage, _TOKENS_IN)) or 0
-    tout = usage.get("output_tokens")
-    tout = (tout if tout is not None and tout != "" else _first(usage, _TOKENS_OUT)) or 0
-    tokens = _first(usage, _TOKENS) or (tin + tout) if tin.__class__ is int and tout.__class__ is int else None
+    tin, tout, total, cost = _usage_figures(usage)
+    tokens = total or (tin + tout) if tin.__class__ is int and tout.__class__ is int else None
     if tokens.__class__ is not int or not (0 <= tin <= MAX_INT and 0 <= tout <= MAX_INT and 0 <= tokens <= MAX_INT):
         return False
     row["tokens_in"], row["tokens_out"], row["tokens"] = tin, tout, tokens or tin + tout
-    cost = _first(usage, _COST)
     if cost is not None:
         if cost.__class__ not in (float, int) or cost != cost or abs(cost) == float("inf"):
             return False

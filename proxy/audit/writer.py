@@ -44,6 +44,11 @@ WAKE_AT = 512
 ROW = object()      # the kind of a queued item that is a row already built (``build_row``, ``request_row``)
 
 
+def kind_of(kind: Any, fields: dict[str, Any]) -> Any:
+    """The kind of a queued event, for a log line (a built row carries it inside)."""
+    return fields.get("kind") if kind is ROW else kind
+
+
 class _Seal:
     """A marker in the queue: every event queued before it is in a sealed segment once ``done`` is set."""
 
@@ -101,8 +106,8 @@ class Writer:
         if now - self._dropped_logged > 5:
             self._dropped_logged = now
             log.error("audit: event %r dropped (%s; queue size %d): raise audit.queue_size or check the "
-                      "writer (see airlock_audit_rows_dropped_total)", fields.get("kind") if kind is ROW else kind,
-                      reason, self.queue_size)
+                      "writer (see airlock_audit_rows_dropped_total)", kind_of(kind, fields), reason,
+                      self.queue_size)
         return False
 
     def write_now(self, kind: Any, fields: dict[str, Any]) -> bool | None:
