@@ -176,9 +176,13 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>", base: Path | None = N
             "store.redis", f"{cfg.redis!r} is not a redis URL", "redis://host:6379/0")
 
     audit = _section(raw, "audit", source, {"clickhouse", "wal_dir", "batch_size", "flush_seconds",
-                                             "queue_size", "preview_chars", "fail_closed", "durable_answers"})
+                                             "queue_size", "preview_chars", "fail_closed", "durable_answers",
+                                             "group_commit_ms"})
     _expect(isinstance(audit.get("durable_answers", True), bool), source, "audit.durable_answers",
             f"{audit.get('durable_answers')!r} is not true or false", "true")
+    gc_ms = audit.get("group_commit_ms", 10)
+    _expect(isinstance(gc_ms, (int, float)) and not isinstance(gc_ms, bool) and 1 <= gc_ms <= 1000, source,
+            "audit.group_commit_ms", f"{gc_ms!r} is not a number of milliseconds from 1 to 1000", "10")
     cfg.clickhouse = audit.get("clickhouse", cfg.clickhouse)
     _expect(str(cfg.clickhouse).startswith(("chdb://", "http://", "https://")), source, "audit.clickhouse",
             f"{cfg.clickhouse!r} is not a ClickHouse DSN", "chdb://./var/audit or http://user:pass@host:8123/db")

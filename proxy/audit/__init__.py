@@ -25,7 +25,7 @@ log = logging.getLogger("airlock.audit")
 __all__ = ["AuditSink", "open_audit", "wal_dir_of", "DEFAULTS"]
 
 DEFAULTS: dict[str, Any] = {"batch_size": 5000, "flush_seconds": 1.0, "queue_size": 100_000,
-                            "preview_chars": 512, "fail_closed": True}
+                            "preview_chars": 512, "fail_closed": True, "group_commit_ms": 10.0}
 
 
 class AuditSink:
@@ -33,13 +33,14 @@ class AuditSink:
 
     def __init__(self, dsn: str, wal_dir: str | Path, *, batch_size: int = 5000, flush_seconds: float = 1.0,
                  queue_size: int = 100_000, preview_chars: int = 512, fail_closed: bool = True,
-                 secrets: list[str] | None = None, ingester: str | None = None):
+                 secrets: list[str] | None = None, ingester: str | None = None, group_commit_ms: float = 10.0):
         self.dsn = dsn
         self.wal_dir = Path(wal_dir)
         self.redactor = Redactor(secrets, preview_chars)
         self.fail_closed = fail_closed
         self.writer = Writer(self.wal_dir, self.redactor, batch_size=batch_size, flush_seconds=flush_seconds,
-                             queue_size=queue_size, fail_closed=fail_closed)
+                             queue_size=queue_size, fail_closed=fail_closed,
+                             group_seconds=group_commit_ms / 1000.0)
         mode = ingester or os.environ.get("AIRLOCK_AUDIT_INGESTER") or "spawn"
         self.ingester = IngesterLink(dsn, self.wal_dir, spawn=(mode != "external"))
         m.INGEST.source = self.ingester.figures
@@ -200,4 +201,4 @@ def open_audit(cfg: Any) -> AuditSink:
     return AuditSink(cfg.clickhouse_dsn(), wal_dir_of(cfg), batch_size=int(opts["batch_size"]),
                      flush_seconds=float(opts["flush_seconds"]), queue_size=int(opts["queue_size"]),
                      preview_chars=int(opts["preview_chars"]), fail_closed=bool(opts["fail_closed"]),
-                     secrets=_secrets(cfg))
+                     secrets=_secrets(cfg), group_commit_ms=float(opts["group_commit_ms"]))

@@ -3,7 +3,7 @@
 A writer thread takes the queued events, builds + redacts + chains the rows, appends them to the
 open WAL segment and fsyncs; the rows now count as written and ``write()`` waiters are told.
 ``write_now`` does the same from the calling thread (the event loop) for a governed call's rows, up to
-the write; the writer thread fsyncs them within GROUP_SECONDS. Both take ``_io`` before the queue, so
+the write; the writer thread fsyncs them within ``group_seconds`` (10 ms by default). Both take ``_io`` before the queue, so
 rows reach the WAL in queue order. It seals the segment (see ``wal`` for the protocol) every
 ``batch_size`` rows or ``flush_seconds``, whichever comes first, or when ``seal_wait`` asks. The
 disk waits (fsync, rename, directory fsync) happen outside ``_io``: ``write_now`` on the event loop
@@ -36,10 +36,13 @@ log = logging.getLogger("airlock.audit")
 
 MAX_UNSAVED = 200_000          # rows kept in memory while the WAL cannot be written
 # Group commit: ``emit`` does not wake the writer per event (a thread wake-up and a GIL hand-off per row
-# cost the event loop more than the row itself). The writer drains the queue every GROUP_SECONDS, at
-# once when WAKE_AT events wait, when a ``write()`` caller waits for its fsync, or a flush asks; and it
-# fsyncs what ``write_now`` wrote within GROUP_SECONDS.
+# cost the event loop more than the row itself). The writer drains the queue every ``group_seconds``
+# (``audit.group_commit_ms``; default GROUP_SECONDS), at once when WAKE_AT events wait, when a ``write()``
+# caller waits for its fsync, or a flush asks; and it fsyncs what ``write_now`` wrote within ``group_seconds``.
+# Each round costs an fsync (~0.1 ms of CPU here) and GIL hand-overs with the event loop: under load, most
+# of the writer's cost is per round, not per row.
 GROUP_SECONDS = 0.01
+MAX_GROUP_SECONDS = 1.0
 WAKE_AT = 512
 ROW = object()      # the kind of a queued item that is a row already built (``build_row``, ``request_row``)
 
@@ -59,8 +62,10 @@ class _Seal:
 
 class Writer:
     def __init__(self, wal_dir: Path, redactor: Redactor, batch_size: int = 5000,
-                 flush_seconds: float = 1.0, queue_size: int = 100_000, fail_closed: bool = True):
+                 flush_seconds: float = 1.0, queue_size: int = 100_000, fail_closed: bool = True,
+                 group_seconds: float = GROUP_SECONDS):
         self.redactor = redactor
+        self.group_seconds = min(MAX_GROUP_SECONDS, max(0.001, float(group_seconds)))
         self.batch_size = max(1, int(batch_size))
         self.flush_seconds = max(0.01, float(flush_seconds))
         self.queue_size = max(1, int(queue_size))
@@ -113,7 +118,7 @@ class Writer:
     def write_now(self, kind: Any, fields: dict[str, Any]) -> bool | None:
         """Write this event, and every event queued before it, to the WAL from the calling thread (no
         hand-off to the writer thread). On return they survive a crash of this process; the writer
-        fsyncs them within GROUP_SECONDS. False: the WAL could not take them (they are kept in memory).
+        fsyncs them within ``group_seconds``. False: the WAL could not take them (they are kept in memory).
         None: a flush or a ``write()`` waiter is queued; use ``put`` with a waiter instead.
         ``kind`` ROW: ``fields`` is a row already built (it is chained and written as it is)."""
         ts = time.time()
@@ -192,6 +197,7 @@ class Writer:
                 m.QUEUE_DEPTH.set(0)
                 synced = self._fsync(*dirty) if dirty is not None else True   # outside the lock: write_now
                 ok = synced and ok                                              # goes on meanwhile
+                self._publish(written, synced)      # before anyone is told: a flush that returns sees them counted
                 _tell(waiters, ok)
                 with self._io:                      # only the hand-over: the disk waits happen outside
                     w = self.wal
@@ -202,7 +208,6 @@ class Writer:
                 for mk in markers:
                     mk.ok = sealed and not unsaved
                     mk.done.set()
-                self._publish(written, synced)
             except Exception:  # noqa: BLE001 - the writer thread must never die
                 log.exception("audit: writer loop error (rows written so far stay in the WAL)")
                 stopping = self._stopping
@@ -233,7 +238,8 @@ class Writer:
             if self._urgent or self._stopping:
                 return
             t = None
-        self._cv.wait(GROUP_SECONDS if t is None else min(GROUP_SECONDS, t))
+        g = self.group_seconds
+        self._cv.wait(g if t is None else min(g, t))
 
     def _wait_time(self) -> float | None:
         if self._unsaved:

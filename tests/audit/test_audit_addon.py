@@ -67,6 +67,19 @@ def test_durable_answers_must_be_a_boolean():
         from_dict({"audit": {"durable_answers": "sometimes"}})
 
 
+def test_group_commit_ms_is_checked_and_reaches_the_writer(tmp_path):
+    import pytest
+
+    from proxy.audit import open_audit
+    from proxy.config import ConfigError
+    for bad in ("fast", 0, 5000, True):
+        with pytest.raises(ConfigError, match="audit.group_commit_ms"):
+            from_dict({"audit": {"group_commit_ms": bad}})
+    cfg = from_dict({"audit": {"group_commit_ms": 50, "wal_dir": str(tmp_path / "wal")}})
+    assert open_audit(cfg).writer.group_seconds == 0.05
+    assert open_audit(from_dict({"audit": {"wal_dir": str(tmp_path / "wal2")}})).writer.group_seconds == 0.01
+
+
 async def test_error_hook_records_the_failed_flow(make_sink):
     sink = make_sink()
     await sink.start()

@@ -314,3 +314,29 @@ def test_a_detached_segment_is_sealed_apart_while_appends_go_on(tmp_path):
     assert [r["seq"] for p in wal.segments() for r in Wal.read(p)] == [0, 1, 2]
     wal.close()
     assert [p.name.endswith(".wal") for p in wal.segments()] == [True, True]
+
+
+async def test_a_long_group_commit_loses_nothing_and_holds_up_no_flush(make_sink):
+    """``audit.group_commit_ms`` spaces the writer's rounds (fsyncs); a ``write()`` waiter and a flush still
+    go at once, and every row, queued or written from the caller's thread, lands and counts as durable."""
+    s = make_sink(group_commit_ms=1000, flush_seconds=60)
+    assert s.writer.group_seconds == 1.0
+    await s.start()
+    durable = m.ROWS_DURABLE._value.get()
+    for i in range(3):
+        s.emit("request", path=f"/queued/{i}")
+    for i in range(2):
+        assert s.write_now("request", path=f"/now/{i}") is True
+    assert await s.write("decision", tool="bash", action="deny")
+    await flushed(s)
+    paths = [r["path"] for r in s.query("SELECT path FROM events WHERE kind = 'request' ORDER BY seq")]
+    assert paths == ["/queued/0", "/queued/1", "/queued/2", "/now/0", "/now/1"]
+    assert m.ROWS_DURABLE._value.get() - durable == 7          # audit_start, five requests, the decision
+    await s.close()
+
+
+def test_group_commit_is_bounded(tmp_path):
+    from proxy.audit.events import Redactor
+    from proxy.audit.writer import Writer
+    assert Writer(tmp_path / "a", Redactor(), group_seconds=30).group_seconds == 1.0
+    assert Writer(tmp_path / "b", Redactor(), group_seconds=0).group_seconds == 0.001
