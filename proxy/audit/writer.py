@@ -80,6 +80,7 @@ class Writer:
         self._io = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._running = False           # the writer thread is in its loop (``alive``; cheaper than is_alive())
         self.accepting = True
         self.last_error: str | None = None
         self._unsaved: list[bytes] = []         # WAL lines of rows the WAL could not take yet
@@ -121,26 +122,30 @@ class Writer:
         fsyncs them within ``group_seconds``. False: the WAL could not take them (they are kept in memory).
         None: a flush or a ``write()`` waiter is queued; use ``put`` with a waiter instead.
         ``kind`` ROW: ``fields`` is a row already built (it is chained and written as it is)."""
-        ts = time.time()
+        ts = 0.0 if kind is ROW else time.time()
         with self._io:
             if self._q or self._urgent or self._stopping or self._unsaved:   # events queued before it: taken
                 with self._cv:                                                # under the queue's lock, first
-                    if self._stopping or self._urgent or not self.alive():
+                    if self._stopping or self._urgent or not self._running:
                         return None
                     items = list(self._q)
                     self._q.clear()
                 items.append((kind, fields, ts, None))
                 ok, _ = self._persist(items)
-            elif self.alive():
+            elif self._running:
                 # nothing queued: an event another thread queues meanwhile is concurrent with this one and
                 # is written after it (by the writer thread, or by the next ``write_now``)
                 ok = self._write([self._line(kind, fields, ts)])
             else:
                 return None
-        with self._cv:
-            if self._parked:                    # asleep with nothing pending: it must fsync these rows
-                self._parked = False
-                self._cv.notify()
+        # Asleep with nothing pending, it must fsync these rows: wake it. Read without the lock (under load it
+        # never sleeps like that): it announces ``_parked`` before it looks at the WAL's rows one last time
+        # (``_sleep``), and these rows were written before this read, so one of the two sees the other.
+        if self._parked:
+            with self._cv:
+                if self._parked:
+                    self._parked = False
+                    self._cv.notify()
         return ok
 
     def depth(self) -> int:
@@ -161,7 +166,12 @@ class Writer:
     def start(self) -> None:
         m.ACCEPTING.set(1 if self.accepting else 0)
         self._thread = threading.Thread(target=self._run, name="airlock-audit-writer", daemon=True)
-        self._thread.start()
+        self._running = True
+        try:
+            self._thread.start()
+        except BaseException:
+            self._running = False
+            raise
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write and seal everything queued, then stop (the ingester takes the rest)."""
@@ -173,10 +183,16 @@ class Writer:
         self.wal.close()
 
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._running
 
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._rounds()
+        finally:
+            self._running = False
+
+    def _rounds(self) -> None:
         _name_os_thread(b"airlock-audit-w")
         while True:
             with self._cv:
@@ -233,10 +249,13 @@ class Writer:
         t = self._wait_time()
         if not self._q and t is None:             # idle: sleep until the next event, then gather a group
             self._parked = True
-            self._cv.wait()
-            self._parked = False
-            if self._urgent or self._stopping:
-                return
+            if self.wal.rows or self._unsaved:    # a ``write_now`` that read ``_parked`` before it was set
+                self._parked = False
+            else:
+                self._cv.wait()
+                self._parked = False
+                if self._urgent or self._stopping:
+                    return
             t = None
         g = self.group_seconds
         self._cv.wait(g if t is None else min(g, t))
