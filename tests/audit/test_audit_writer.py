@@ -340,3 +340,21 @@ def test_group_commit_is_bounded(tmp_path):
     from proxy.audit.writer import Writer
     assert Writer(tmp_path / "a", Redactor(), group_seconds=30).group_seconds == 1.0
     assert Writer(tmp_path / "b", Redactor(), group_seconds=0).group_seconds == 0.001
+
+
+def test_write_now_wakes_a_sleeping_writer_to_fsync(tmp_path):
+    """With nothing pending the writer sleeps until told; each row ``write_now`` writes then must still be
+    fsynced (counted durable) with no other event, flush or waiter to wake it, round after round."""
+    from proxy.audit.events import Redactor
+    from proxy.audit.writer import Writer
+    w = Writer(tmp_path / "wal", Redactor(), flush_seconds=0.01)   # sealed at once: the writer then sleeps
+    w.start()
+    try:
+        for i in range(20):
+            durable = m.ROWS_DURABLE._value.get()
+            wait_until(lambda: w._parked, what="the writer asleep")
+            assert w.write_now("request", {"path": f"/r/{i}"}) is True
+            wait_until(lambda: m.ROWS_DURABLE._value.get() > durable, what=f"row {i} fsynced")
+    finally:
+        w.stop()
+    assert sum(1 for p in (tmp_path / "wal").glob("*.wal") for _ in open(p, "rb")) == 20
