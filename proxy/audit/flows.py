@@ -126,8 +126,12 @@ def request_fields(flow, error: str | None = None) -> dict[str, Any]:
 def _usage_figures(usage: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
     """(tokens in, tokens out, total tokens or None, cost or None) under the names a usage carries them,
     as they are (both row builders check them their own way)."""
-    return (_first(usage, _TOKENS_IN) or 0, _first(usage, _TOKENS_OUT) or 0, _first(usage, _TOKENS),
-            _first(usage, _COST))
+    tin, tout = usage.get(_TOKENS_IN[0]), usage.get(_TOKENS_OUT[0])    # the gateway's names: one lookup each
+    if tin is None or tin == "":
+        tin = _first(usage, _TOKENS_IN[1:])
+    if tout is None or tout == "":
+        tout = _first(usage, _TOKENS_OUT[1:])
+    return tin or 0, tout or 0, _first(usage, _TOKENS), _first(usage, _COST)
 
 
 def _add_usage(f: dict[str, Any], usage: dict[str, Any]) -> None:
@@ -154,7 +158,7 @@ def _add_usage(f: dict[str, Any], usage: dict[str, Any]) -> None:
 
 # -- the same row, built straight from the flow ---------------------------------------------------------
 _PLAIN = frozenset({int, float, bool, type(None)})
-_DATA_KEYS = frozenset({"usage_status", "rpc_method", "host", "cached_tokens", *LEDGER_FIELDS})
+_DATA_KEYS = frozenset({"usage_status", "rpc_method", *LEDGER_FIELDS})   # what the fast path puts in data
 
 
 def request_row(flow, redactor: Redactor, error: str | None = None, ts: float | None = None) -> dict[str, Any]:
@@ -247,7 +251,13 @@ def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
     if kind == "mcp":
         body = flowmeta.request_json(flow)
         if body.__class__ is dict:
-            data["rpc_method"] = method = body.get("method")
+            method = body.get("method")
+            if method.__class__ is str:
+                data["rpc_method"] = _cut(red.text(method), red.preview_chars)
+            elif method.__class__ in _PLAIN:
+                data["rpc_method"] = method
+            else:
+                return None
             params = body.get("params")
             if method == "tools/call" and params.__class__ is dict:
                 row["tool"] = col(params.get("name"))
@@ -266,7 +276,8 @@ def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
         v = usage.get("provider")
         if v is not None and v != "":
             row["provider"] = col(v)
-        data.update(ledger_fields(usage))
+        if not _ledger_data(data, usage, red):
+            return None
         if usage.get("rule") and not rule:
             rule = usage["rule"]
     if model is not None:
@@ -276,7 +287,7 @@ def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
     if reason is not None:
         row["reason"] = col(reason)
     if data:
-        return row if _data_column(row, data, red) else None
+        _data_column(row, data, red)
     return row
 
 
@@ -295,21 +306,37 @@ def _usage_columns(row: dict[str, Any], usage: dict[str, Any], timed: bool) -> b
     return timed or usage.get("duration_ms") is None
 
 
-def _data_column(row: dict[str, Any], data: dict[str, Any], red: Redactor) -> bool:
-    """``data`` of plain values (what ``Redactor.value`` would leave of them); False if one is not plain."""
-    cut = red.preview_chars
-    for k, v in data.items():
-        if k not in _DATA_KEYS:
-            return False
+def _cut(text: str, cut: int) -> str:
+    return text if len(text) <= cut else text[:cut] + "…"
+
+
+def _ledger_data(data: dict[str, Any], usage: dict[str, Any], red: Redactor) -> bool:
+    """``ledger_fields(usage)`` into ``data``, each value as ``Redactor.value`` would leave it (strings redacted
+    and cut); False if one is not a plain value (the reference path then builds the row)."""
+    cut, text, get = red.preview_chars, red.text, usage.get
+    v = get("status")
+    if v.__class__ is str:
+        v = _cut(text(v), cut)
+    elif v.__class__ not in _PLAIN:
+        return False
+    data["usage_status"] = v
+    for k in LEDGER_FIELDS:
+        v = get(k)
+        if v is None:
+            continue
         if v.__class__ is str:
-            v = red.text(v)
-            data[k] = v if len(v) <= cut else v[:cut] + "…"
+            v = _cut(text(v), cut)
         elif v.__class__ not in _PLAIN:
             return False
-    text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
-    limit = cut * 8
-    row["data"] = text if len(text) <= limit else text[:limit] + "…"
+        data[k] = v
     return True
+
+
+def _data_column(row: dict[str, Any], data: dict[str, Any], red: Redactor) -> None:
+    """``data`` (plain values, redacted and cut already) as the row's JSON text, cut at 8× the preview."""
+    text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    limit = red.preview_chars * 8
+    row["data"] = text if len(text) <= limit else text[:limit] + "…"
 
 
 if any(secret_key(k) for k in _DATA_KEYS):
