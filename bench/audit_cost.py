@@ -158,7 +158,8 @@ def table(res: dict) -> str:
         rows.append(f"| CPU µs per request over the whole run, drained: {k[:-3].replace('_', ' ')} | {a} | {b} | "
                     f"{b - a:+.1f} |" + (f" {lw['whole'][k]} |" if lw else ""))
     long = (f" With `audit.group_commit_ms: {lg['group_commit_ms']}` (fsync every {lg['group_commit_ms']} ms): "
-            f"**{100 * lg['cost']:.1f}%** (ratios {lg['ratios']}), **{100 * lg['cost_cpu']:.1f}%** in CPU.") if lw else ""
+            f"**{100 * lg['cost']:.1f}%** (ratios {lg['ratios']}), **{100 * lg['cost_cpu']:.1f}%** in CPU.") \
+        if lw else ""
     return ("Goal: audit on costs ≤ 10% of gateway requests/s. **Cost: "
             f"{100 * res['cost']:.1f}%** (1 − the median of the rounds' ratios {res['ratios']}); in CPU per request "
             f"of the whole process tree over the whole run (the ingester's deferred inserts and merges included): "

@@ -3,8 +3,8 @@
 A writer thread takes the queued events, builds + redacts + chains the rows, appends them to the
 open WAL segment and fsyncs; the rows now count as written and ``write()`` waiters are told.
 ``write_now`` does the same from the calling thread (the event loop) for a governed call's rows, up to
-the write; the writer thread fsyncs them within ``group_seconds`` (10 ms by default). Both take ``_io`` before the queue, so
-rows reach the WAL in queue order. It seals the segment (see ``wal`` for the protocol) every
+the write; the writer thread fsyncs them within ``group_seconds`` (10 ms by default). Both take ``_io``
+before the queue, so rows reach the WAL in queue order. It seals the segment (see ``wal`` for the protocol) every
 ``batch_size`` rows or ``flush_seconds``, whichever comes first, or when ``seal_wait`` asks. The
 disk waits (fsync, rename, directory fsync) happen outside ``_io``: ``write_now`` on the event loop
 never waits for the disk, only for the hand-over of a segment. The ingester process inserts sealed
