@@ -73,6 +73,8 @@ def test_component_scenarios_have_figures(smoke):
     assert _num(audit["rows_per_s"]) and audit["dropped"] == 0 and _num(audit["addon_row_us"])
     cost = results["audit_cost"]["result"]
     assert cost["errors"] == 0 and _num(cost["with"]["rps_median"]) and _num(cost["without"]["rps_median"])
+    from bench.audit_cost import LONG
+    assert _num(cost[LONG]["rps_median"]) and cost["long_group"]["group_commit_ms"] == 50
     whole = cost["with"]["whole"]
     assert _num(whole["event_loop_us"]) and whole["audit_writer_us"] >= 0 and whole["ingester_us"] >= 0
     assert whole["total_us"] == pytest.approx(sum(v for k, v in whole.items() if k != "total_us"), abs=0.5)
