@@ -23,8 +23,37 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, below the kernel's ephemeral range: a port from ``bind(0)`` is an ephemeral
+    one, which any outgoing connection (a test's client, Airlock's upstream) may take as its source port
+    before the program we start binds it (seen: ``address already in use`` at start-up). Ports below the
+    range are never handed out that way. Each port is given once per test process."""
+    import random
+    hi = _ephemeral_start() - 1
+    lo = max(1025, hi - 12000)
+    for _ in range(200):
+        port = random.randint(lo, hi)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:                  # the range is crowded: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
