@@ -252,11 +252,8 @@ def _fast_row(flow, red: Redactor, error: str | None) -> dict[str, Any] | None:
         body = flowmeta.request_json(flow)
         if body.__class__ is dict:
             method = body.get("method")
-            if method.__class__ is str:
-                data["rpc_method"] = _cut(red.text(method), red.preview_chars)
-            elif method.__class__ in _PLAIN:
-                data["rpc_method"] = method
-            else:
+            data["rpc_method"] = v = _plain(method, red)
+            if v is _NOT_PLAIN:
                 return None
             params = body.get("params")
             if method == "tools/call" and params.__class__ is dict:
@@ -306,29 +303,34 @@ def _usage_columns(row: dict[str, Any], usage: dict[str, Any], timed: bool) -> b
     return timed or usage.get("duration_ms") is None
 
 
-def _cut(text: str, cut: int) -> str:
-    return text if len(text) <= cut else text[:cut] + "…"
+_NOT_PLAIN = object()
+# (key in data, key in the usage, kept when None): what ``ledger_fields`` takes, in its order
+_LEDGER_KEYS = (("usage_status", "status", True), *((k, k, False) for k in LEDGER_FIELDS))
+
+
+def _plain(v: Any, red: Redactor) -> Any:
+    """``v`` as ``Redactor.value`` would leave a plain value (a string redacted and cut), or _NOT_PLAIN."""
+    if v.__class__ is str:
+        v = red.text(v)
+        cut = red.preview_chars
+        return v if len(v) <= cut else v[:cut] + "…"
+    return v if v.__class__ in _PLAIN else _NOT_PLAIN
 
 
 def _ledger_data(data: dict[str, Any], usage: dict[str, Any], red: Redactor) -> bool:
-    """``ledger_fields(usage)`` into ``data``, each value as ``Redactor.value`` would leave it (strings redacted
-    and cut); False if one is not a plain value (the reference path then builds the row)."""
-    cut, text, get = red.preview_chars, red.text, usage.get
-    v = get("status")
-    if v.__class__ is str:
-        v = _cut(text(v), cut)
-    elif v.__class__ not in _PLAIN:
-        return False
-    data["usage_status"] = v
-    for k in LEDGER_FIELDS:
-        v = get(k)
-        if v is None:
+    """``ledger_fields(usage)`` into ``data``, each value through ``_plain``; False if one is not a plain value
+    (the reference path then builds the row)."""
+    get, text, cut = usage.get, red.text, red.preview_chars
+    for key, name, keep_none in _LEDGER_KEYS:
+        v = get(name)
+        if v is None and not keep_none:
             continue
-        if v.__class__ is str:
-            v = _cut(text(v), cut)
+        if v.__class__ is str:                  # ``_plain`` written out: this runs ~13 times per model call
+            v = text(v)
+            v = v if len(v) <= cut else v[:cut] + "…"
         elif v.__class__ not in _PLAIN:
             return False
-        data[k] = v
+        data[key] = v
     return True
 
 

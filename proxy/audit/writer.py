@@ -155,7 +155,7 @@ class Writer:
         """Block until every event queued before the call is fsynced in a sealed segment."""
         marker = _Seal()
         with self._cv:
-            if self._thread is None or not self._thread.is_alive():
+            if not self._running:
                 return False
             self._q.append((None, marker, 0.0, None))
             self._urgent = True
